@@ -1,0 +1,197 @@
+//! The typed records the store keeps: what the Computer Crime Act calls traffic data.
+//!
+//! Every record carries when it happened (`event_time`, from the source), when the store
+//! received it (`receive_time`, the store's clock; retention is counted from it), where it came
+//! from (`origin`) and the school it belongs to. The body is one of the kinds in [`Body`];
+//! `docs/RECORDS.md` documents each field.
+
+use std::net::IpAddr;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// One piece of traffic data, as stored, searched and exported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// When the event happened, by the source's clock (the receive time when the source gave none).
+    pub event_time: Timestamp,
+    /// When the collector received it, by the store's clock. Retention counts from here.
+    pub receive_time: Timestamp,
+    /// Which input and which peer delivered it.
+    pub origin: Origin,
+    /// The school code the source is mapped to, if any.
+    pub school: Option<String>,
+    /// What the record says.
+    pub body: Body,
+}
+
+/// How a record reached the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    pub input: Input,
+    /// The sending peer's address (the gateway, RADIUS client or flow exporter).
+    pub peer: Option<IpAddr>,
+    /// For imported files: the SHA-256 (hex) of the file the record was read from.
+    pub import_sha256: Option<String>,
+}
+
+/// The input a record arrived on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Input {
+    SyslogUdp,
+    SyslogTcp,
+    SyslogTls,
+    Relp,
+    Radius,
+    Netflow,
+    Ipfix,
+    Import,
+    /// Written by the store itself (its own access log: who searched, exported, held, purged).
+    Store,
+}
+
+/// The kinds of traffic data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Body {
+    Session(Session),
+    Flow(Flow),
+    Nat(Nat),
+    Lease(Lease),
+    Auth(AuthEvent),
+    Proxy(ProxyRequest),
+    Raw(Raw),
+    Access(Access),
+}
+
+/// An authenticated network session (RADIUS accounting, hotspot login/logout).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    pub status: SessionStatus,
+    /// The user ID the person authenticated with.
+    pub user: String,
+    /// The NAS's session id (Acct-Session-Id), linking start, interim and stop.
+    pub session_id: Option<String>,
+    /// The address assigned to the user (Framed-IP-Address).
+    pub ip: Option<IpAddr>,
+    /// The calling station, normalised to lower-case `aa:bb:cc:dd:ee:ff`.
+    pub mac: Option<String>,
+    /// The NAS that reported it (NAS-IP-Address or NAS-Identifier).
+    pub nas: Option<String>,
+    pub input_octets: Option<u64>,
+    pub output_octets: Option<u64>,
+    pub duration_secs: Option<u64>,
+    pub terminate_cause: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionStatus {
+    Start,
+    Interim,
+    Stop,
+}
+
+/// A traffic flow (NetFlow/IPFIX, or a firewall log line that names a connection).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Flow {
+    /// IP protocol number (6 TCP, 17 UDP, 1 ICMP).
+    pub protocol: u8,
+    pub src_ip: IpAddr,
+    pub src_port: Option<u16>,
+    pub dst_ip: IpAddr,
+    pub dst_port: Option<u16>,
+    pub bytes: Option<u64>,
+    pub packets: Option<u64>,
+    pub start: Option<Timestamp>,
+    pub end: Option<Timestamp>,
+    /// The flow exporter or gateway that saw it.
+    pub exporter: Option<IpAddr>,
+    /// The source after NAT, when the exporter reports it (NSEL / IPFIX postNAT fields).
+    pub nat_src_ip: Option<IpAddr>,
+    pub nat_src_port: Option<u16>,
+    /// Firewall verdict or action when the source is a log line (accept, drop, ...).
+    pub action: Option<String>,
+}
+
+/// A NAT translation: the inside address and port were seen outside as another.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Nat {
+    pub protocol: Option<u8>,
+    pub inside_ip: IpAddr,
+    pub inside_port: Option<u16>,
+    pub outside_ip: IpAddr,
+    pub outside_port: Option<u16>,
+    pub dst_ip: Option<IpAddr>,
+    pub dst_port: Option<u16>,
+}
+
+/// An address lease (DHCP): which MAC had which IP, from when to when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub action: LeaseAction,
+    pub ip: IpAddr,
+    pub mac: String,
+    pub hostname: Option<String>,
+    pub start: Option<Timestamp>,
+    pub end: Option<Timestamp>,
+    /// The DHCP server that reported it.
+    pub server: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeaseAction {
+    Assign,
+    Renew,
+    Release,
+    Expire,
+}
+
+/// An authentication attempt (success or failure) that is not itself a session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthEvent {
+    pub user: String,
+    pub success: bool,
+    /// What was logged in to (hotspot, vpn, ssh, wifi, ...).
+    pub service: String,
+    pub ip: Option<IpAddr>,
+    pub mac: Option<String>,
+    pub message: Option<String>,
+}
+
+/// A request through a web proxy (Squid access.log): identifies users behind the proxy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProxyRequest {
+    pub client_ip: IpAddr,
+    pub user: Option<String>,
+    pub method: String,
+    pub url: String,
+    pub status: Option<u16>,
+    pub bytes: Option<u64>,
+    pub duration_ms: Option<u64>,
+    pub server_ip: Option<IpAddr>,
+}
+
+/// Anything received that no parser understood, kept whole: nothing received is lost.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Raw {
+    /// Which decoder gave up on it (`syslog`, `radius`, `netflow`, ...).
+    pub protocol: String,
+    /// The bytes exactly as received.
+    pub data: Vec<u8>,
+    /// Why it was not parsed, when a decoder said so.
+    pub reason: Option<String>,
+}
+
+/// The store's own access log: who searched, attributed, exported, held or purged what.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Access {
+    /// The person (OS user or named officer) who did it.
+    pub actor: String,
+    /// `search`, `attribute`, `export`, `hold_add`, `hold_release`, `purge`, ...
+    pub action: String,
+    /// The query or arguments, as given.
+    pub detail: String,
+}
