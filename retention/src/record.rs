@@ -195,3 +195,99 @@ pub struct Access {
     /// The query or arguments, as given.
     pub detail: String,
 }
+
+/// A searchable value a record carries: what segment filters index and queries match on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Term<'a> {
+    Ip(IpAddr),
+    Port(u16),
+    User(&'a str),
+    Mac(&'a str),
+}
+
+impl Record {
+    /// Calls `f` with every IP, port, user and MAC the record names, in any role.
+    pub fn for_each_term<'a>(&'a self, mut f: impl FnMut(Term<'a>)) {
+        let ip = |v: Option<IpAddr>, f: &mut dyn FnMut(Term<'a>)| {
+            if let Some(v) = v {
+                f(Term::Ip(v));
+            }
+        };
+        let port = |v: Option<u16>, f: &mut dyn FnMut(Term<'a>)| {
+            if let Some(v) = v {
+                f(Term::Port(v));
+            }
+        };
+        match &self.body {
+            Body::Session(s) => {
+                f(Term::User(&s.user));
+                ip(s.ip, &mut f);
+                if let Some(m) = &s.mac {
+                    f(Term::Mac(m));
+                }
+            }
+            Body::Flow(x) => {
+                ip(Some(x.src_ip), &mut f);
+                ip(Some(x.dst_ip), &mut f);
+                ip(x.nat_src_ip, &mut f);
+                port(x.src_port, &mut f);
+                port(x.dst_port, &mut f);
+                port(x.nat_src_port, &mut f);
+            }
+            Body::Nat(n) => {
+                ip(Some(n.inside_ip), &mut f);
+                ip(Some(n.outside_ip), &mut f);
+                ip(n.dst_ip, &mut f);
+                port(n.inside_port, &mut f);
+                port(n.outside_port, &mut f);
+                port(n.dst_port, &mut f);
+            }
+            Body::Lease(l) => {
+                ip(Some(l.ip), &mut f);
+                f(Term::Mac(&l.mac));
+            }
+            Body::Auth(a) => {
+                f(Term::User(&a.user));
+                ip(a.ip, &mut f);
+                if let Some(m) = &a.mac {
+                    f(Term::Mac(m));
+                }
+            }
+            Body::Proxy(p) => {
+                ip(Some(p.client_ip), &mut f);
+                ip(p.server_ip, &mut f);
+                if let Some(u) = &p.user {
+                    f(Term::User(u));
+                }
+            }
+            Body::Raw(_) => {}
+            Body::Access(a) => f(Term::User(&a.actor)),
+        }
+    }
+
+    /// The kind's name as written in exports and `docs/RECORDS.md`.
+    pub fn kind(&self) -> &'static str {
+        match &self.body {
+            Body::Session(_) => "session",
+            Body::Flow(_) => "flow",
+            Body::Nat(_) => "nat",
+            Body::Lease(_) => "lease",
+            Body::Auth(_) => "auth",
+            Body::Proxy(_) => "proxy",
+            Body::Raw(_) => "raw",
+            Body::Access(_) => "access",
+        }
+    }
+
+    /// A short name for the source: the input and, when known, the peer (`netflow/10.0.0.1`).
+    pub fn source(&self) -> String {
+        let input = serde_json::to_value(self.origin.input)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        match self.origin.peer {
+            Some(peer) => format!("{input}/{peer}"),
+            None => input,
+        }
+    }
+}

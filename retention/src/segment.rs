@@ -1,0 +1,442 @@
+//! Sealed segments: immutable, compressed, indexed files of consecutive batches.
+//!
+//! Layout of `segments/seg-<first>-<last>.knseg` (first and last batch, 20 digits each):
+//!
+//! ```text
+//! "KNSEG001" | block 0 | block 1 | ... | footer (JSON SegmentIndex) | footer length (u64 LE) | "KNSEGEND"
+//! ```
+//!
+//! A block is LZ4 (size-prepended) of whole batch frames copied byte for byte from the live
+//! tail, so every batch keeps the hash it was chained with. The footer is derived data: the
+//! time ranges, a Bloom filter over every IP, port, user and MAC, the schools, per-source
+//! counts and a copy of the control batches (holds, releases, tombstones, signatures). Verify
+//! recomputes it from the blocks; search trusts it only to skip what cannot match.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::batch::{self, Batch, Content, Decoded, Hash};
+use crate::error::{Error, Result};
+use crate::fsutil;
+use crate::record::Term;
+
+const HEAD_MAGIC: &[u8; 8] = b"KNSEG001";
+const TAIL_MAGIC: &[u8; 8] = b"KNSEGEND";
+/// Raw bytes of frames gathered into one compressed block.
+const BLOCK_RAW_BYTES: usize = 1 << 20;
+
+/// A time range, empty until a time is added.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Span {
+    pub min: Option<Timestamp>,
+    pub max: Option<Timestamp>,
+}
+
+impl Span {
+    pub fn add(&mut self, t: Timestamp) {
+        self.min = Some(self.min.map_or(t, |m| m.min(t)));
+        self.max = Some(self.max.map_or(t, |m| m.max(t)));
+    }
+
+    /// True when some time in the span lies in `[from, to]`.
+    pub fn overlaps(&self, from: Timestamp, to: Timestamp) -> bool {
+        match (self.min, self.max) {
+            (Some(min), Some(max)) => min <= to && max >= from,
+            _ => false,
+        }
+    }
+}
+
+/// Facts about one source (input and peer) within a segment.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SourceStat {
+    pub records: u64,
+    pub receive: Span,
+}
+
+/// One compressed block.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BlockIndex {
+    pub offset: u64,
+    pub len: u64,
+    pub first_seq: u64,
+    pub last_seq: u64,
+    pub records: u64,
+    pub event: Span,
+}
+
+/// The footer of a segment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SegmentIndex {
+    pub first_seq: u64,
+    pub last_seq: u64,
+    #[serde(with = "batch::hex_hash")]
+    pub prev: Hash,
+    #[serde(with = "batch::hex_hash")]
+    pub last_hash: Hash,
+    pub first_record: u64,
+    pub records: u64,
+    pub event: Span,
+    pub receive: Span,
+    pub blocks: Vec<BlockIndex>,
+    pub filter: Bloom,
+    pub schools: BTreeSet<String>,
+    pub sources: BTreeMap<String, SourceStat>,
+    pub controls: Vec<Batch>,
+}
+
+/// A batch as read back, with its hash and where its frame starts.
+#[derive(Debug, Clone)]
+pub struct Chained {
+    pub batch: Batch,
+    pub hash: Hash,
+    /// Byte offset of the frame in the live tail, or in the decompressed block.
+    pub offset: u64,
+    pub len: u64,
+}
+
+pub fn file_name(first: u64, last: u64) -> String {
+    format!("seg-{first:020}-{last:020}.knseg")
+}
+
+/// The batch range a segment file's name claims, if it is a segment file.
+pub fn parse_name(name: &str) -> Option<(u64, u64)> {
+    let rest = name.strip_prefix("seg-")?.strip_suffix(".knseg")?;
+    let (a, b) = rest.split_once('-')?;
+    Some((a.parse().ok()?, b.parse().ok()?))
+}
+
+/// The segment files in `dir`, ordered by the first batch their names claim.
+pub fn list(dir: &Path) -> Result<Vec<(u64, u64, PathBuf)>> {
+    let mut out = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let name = entry.file_name();
+        if let Some((a, b)) = parse_name(&name.to_string_lossy()) {
+            out.push((a, b, entry.path()));
+        }
+    }
+    out.sort_by_key(|(a, b, _)| (*a, *b));
+    Ok(out)
+}
+
+/// Accumulates the index of a run of batches.
+#[derive(Default)]
+pub struct IndexBuilder {
+    first: Option<(u64, Hash, u64)>,
+    last: Option<(u64, Hash)>,
+    records: u64,
+    event: Span,
+    receive: Span,
+    keys: BTreeSet<Vec<u8>>,
+    schools: BTreeSet<String>,
+    sources: BTreeMap<String, SourceStat>,
+    controls: Vec<Batch>,
+}
+
+impl IndexBuilder {
+    pub fn add(&mut self, c: &Chained) {
+        let b = &c.batch;
+        if self.first.is_none() {
+            self.first = Some((b.seq, b.prev, b.first_record));
+        }
+        self.last = Some((b.seq, c.hash));
+        match &b.content {
+            Content::Records { records } => {
+                for r in records {
+                    self.records += 1;
+                    self.event.add(r.event_time);
+                    self.receive.add(r.receive_time);
+                    r.for_each_term(|t| {
+                        self.keys.insert(term_key(t));
+                    });
+                    if let Some(s) = &r.school
+                        && !self.schools.contains(s)
+                    {
+                        self.schools.insert(s.clone());
+                    }
+                    let stat = self.sources.entry(r.source()).or_default();
+                    stat.records += 1;
+                    stat.receive.add(r.receive_time);
+                }
+            }
+            _ => self.controls.push(b.clone()),
+        }
+    }
+
+    pub fn finish(self, blocks: Vec<BlockIndex>) -> SegmentIndex {
+        let (first_seq, prev, first_record) = self.first.unwrap_or((0, batch::GENESIS, 0));
+        let (last_seq, last_hash) = self.last.unwrap_or((0, batch::GENESIS));
+        let mut filter = Bloom::with_capacity(self.keys.len());
+        for k in &self.keys {
+            filter.insert(k);
+        }
+        SegmentIndex {
+            first_seq,
+            last_seq,
+            prev,
+            last_hash,
+            first_record,
+            records: self.records,
+            event: self.event,
+            receive: self.receive,
+            blocks,
+            filter,
+            schools: self.schools,
+            sources: self.sources,
+            controls: self.controls,
+        }
+    }
+}
+
+/// The bytes a term is filed under in the Bloom filter.
+pub fn term_key(t: Term<'_>) -> Vec<u8> {
+    match t {
+        Term::Ip(ip) => format!("i{ip}").into_bytes(),
+        Term::Port(p) => format!("p{p}").into_bytes(),
+        Term::User(u) => format!("u{u}").into_bytes(),
+        Term::Mac(m) => format!("m{}", m.to_ascii_lowercase()).into_bytes(),
+    }
+}
+
+/// Writes `batches` (whose frames are `raw[c.offset..c.offset + c.len]`) as a segment in `dir`,
+/// durably, and returns its path and index.
+pub fn write(dir: &Path, raw: &[u8], batches: &[Chained]) -> Result<(PathBuf, SegmentIndex)> {
+    let mut out = HEAD_MAGIC.to_vec();
+    let mut blocks = Vec::new();
+    let mut builder = IndexBuilder::default();
+    let mut i = 0;
+    while i < batches.len() {
+        let start = i;
+        let mut plain = Vec::new();
+        let mut event = Span::default();
+        let mut records = 0;
+        while i < batches.len() && (plain.is_empty() || plain.len() < BLOCK_RAW_BYTES) {
+            let c = &batches[i];
+            plain.extend_from_slice(&raw[c.offset as usize..(c.offset + c.len) as usize]);
+            if let Content::Records { records: rs } = &c.batch.content {
+                for r in rs {
+                    event.add(r.event_time);
+                }
+                records += rs.len() as u64;
+            }
+            builder.add(c);
+            i += 1;
+        }
+        let packed = lz4_flex::compress_prepend_size(&plain);
+        blocks.push(BlockIndex {
+            offset: out.len() as u64,
+            len: packed.len() as u64,
+            first_seq: batches[start].batch.seq,
+            last_seq: batches[i - 1].batch.seq,
+            records,
+            event,
+        });
+        out.extend_from_slice(&packed);
+    }
+    let index = builder.finish(blocks);
+    let footer = serde_json::to_vec(&index).map_err(|source| Error::Encode {
+        what: "segment index",
+        source,
+    })?;
+    out.extend_from_slice(&footer);
+    out.extend_from_slice(&(footer.len() as u64).to_le_bytes());
+    out.extend_from_slice(TAIL_MAGIC);
+    let path = dir.join(file_name(index.first_seq, index.last_seq));
+    fsutil::write_atomic_mode(&path, &out, 0o444)?;
+    Ok((path, index))
+}
+
+/// Reads a segment's footer.
+pub fn read_index(path: &Path) -> Result<SegmentIndex> {
+    let corrupt = |reason: String| Error::Corrupt {
+        path: path.to_owned(),
+        reason,
+    };
+    let mut f = File::open(path).map_err(|e| Error::io(path, e))?;
+    let size = f.metadata().map_err(|e| Error::io(path, e))?.len();
+    if size < 24 {
+        return Err(corrupt(format!(
+            "only {size} bytes, too short for a segment"
+        )));
+    }
+    let mut head = [0u8; 8];
+    f.read_exact(&mut head).map_err(|e| Error::io(path, e))?;
+    if &head != HEAD_MAGIC {
+        return Err(corrupt("the segment header is altered".into()));
+    }
+    let mut tail = [0u8; 16];
+    f.seek(SeekFrom::End(-16)).map_err(|e| Error::io(path, e))?;
+    f.read_exact(&mut tail).map_err(|e| Error::io(path, e))?;
+    if &tail[8..] != TAIL_MAGIC {
+        return Err(corrupt(
+            "the segment trailer is altered or the file is truncated".into(),
+        ));
+    }
+    let len = u64::from_le_bytes(tail[..8].try_into().expect("8 bytes"));
+    if len > size - 24 {
+        return Err(corrupt(format!("footer length {len} is impossible")));
+    }
+    let mut footer = vec![0u8; len as usize];
+    f.seek(SeekFrom::Start(size - 16 - len))
+        .map_err(|e| Error::io(path, e))?;
+    f.read_exact(&mut footer).map_err(|e| Error::io(path, e))?;
+    serde_json::from_slice(&footer).map_err(|e| corrupt(format!("the footer does not parse: {e}")))
+}
+
+/// Reads and decodes the batches of one block.
+pub fn read_block(file: &mut File, path: &Path, block: &BlockIndex) -> Result<Vec<Chained>> {
+    let corrupt = |reason: String| Error::Corrupt {
+        path: path.to_owned(),
+        reason,
+    };
+    let mut packed = vec![0u8; block.len as usize];
+    file.seek(SeekFrom::Start(block.offset))
+        .and_then(|_| file.read_exact(&mut packed))
+        .map_err(|e| Error::io(path, e))?;
+    let plain = lz4_flex::decompress_size_prepended(&packed).map_err(|e| {
+        corrupt(format!(
+            "block at byte {} (batches {}..={}) does not decompress: {e}",
+            block.offset, block.first_seq, block.last_seq
+        ))
+    })?;
+    decode_all(&plain).map_err(|(at, reason)| {
+        corrupt(format!(
+            "block at byte {} (batches {}..={}): {reason} at byte {at} of the block",
+            block.offset, block.first_seq, block.last_seq
+        ))
+    })
+}
+
+/// Decodes consecutive whole frames; the first offset that is not one is an error.
+pub fn decode_all(buf: &[u8]) -> Result<Vec<Chained>, (usize, String)> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < buf.len() {
+        match batch::decode(&buf[at..]) {
+            Decoded::Frame { batch, hash, len } => {
+                out.push(Chained {
+                    batch: *batch,
+                    hash,
+                    offset: at as u64,
+                    len: len as u64,
+                });
+                at += len;
+            }
+            Decoded::Incomplete { have, need } => {
+                return Err((at, format!("frame cut short ({have} of {need} bytes)")));
+            }
+            Decoded::Corrupt(reason) => return Err((at, reason)),
+        }
+    }
+    Ok(out)
+}
+
+/// A Bloom filter: "maybe present" or "certainly absent", about 1% false positives.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Bloom {
+    k: u32,
+    #[serde(with = "hex_bytes")]
+    bits: Vec<u8>,
+}
+
+impl Bloom {
+    pub fn with_capacity(n: usize) -> Bloom {
+        let bytes = (n * 10).div_ceil(8).max(8);
+        Bloom {
+            k: 7,
+            bits: vec![0; bytes],
+        }
+    }
+
+    fn positions(&self, key: &[u8]) -> impl Iterator<Item = usize> + use<> {
+        let h1 = fnv1a(0xcbf2_9ce4_8422_2325, key);
+        let h2 = fnv1a(0x8422_2325_cbf2_9ce4, key) | 1;
+        let m = (self.bits.len() * 8) as u64;
+        (0..u64::from(self.k)).map(move |i| (h1.wrapping_add(i.wrapping_mul(h2)) % m) as usize)
+    }
+
+    pub fn insert(&mut self, key: &[u8]) {
+        for p in self.positions(key).collect::<Vec<_>>() {
+            self.bits[p / 8] |= 1 << (p % 8);
+        }
+    }
+
+    pub fn may_contain(&self, key: &[u8]) -> bool {
+        if self.bits.is_empty() {
+            return true;
+        }
+        self.positions(key)
+            .all(|p| self.bits[p / 8] & (1 << (p % 8)) != 0)
+    }
+}
+
+fn fnv1a(seed: u64, bytes: &[u8]) -> u64 {
+    let mut h = seed;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(b))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        hex::decode(String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A record matched against a segment's filter: false only when it cannot be there.
+pub fn may_hold(index: &SegmentIndex, keys: &[Vec<u8>], school: Option<&str>) -> bool {
+    keys.iter().all(|k| index.filter.may_contain(k))
+        && school.is_none_or(|s| index.schools.contains(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bloom_never_forgets_and_rarely_lies() {
+        let mut b = Bloom::with_capacity(1000);
+        for i in 0..1000 {
+            b.insert(format!("i10.0.{}.{}", i / 256, i % 256).as_bytes());
+        }
+        for i in 0..1000 {
+            assert!(b.may_contain(format!("i10.0.{}.{}", i / 256, i % 256).as_bytes()));
+        }
+        let false_positives = (0..10_000)
+            .filter(|i| b.may_contain(format!("i172.16.{}.{}", i / 256, i % 256).as_bytes()))
+            .count();
+        assert!(false_positives < 300, "{false_positives} of 10000");
+    }
+
+    #[test]
+    fn names_round_trip_and_others_are_ignored() {
+        assert_eq!(parse_name(&file_name(3, 99)), Some((3, 99)));
+        for bad in [
+            "seg-1.knseg",
+            "seg-a-b.knseg",
+            "live.log",
+            "seg-1-2.knseg.tmp1",
+        ] {
+            assert_eq!(parse_name(bad), None, "{bad}");
+        }
+    }
+}
