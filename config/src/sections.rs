@@ -1,0 +1,157 @@
+//! One struct per table of `khetnet.toml`. Defaults here are the embedded one-machine setup.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// The Computer Crime Act's floor for keeping traffic data, in days.
+pub const MIN_RETENTION_DAYS: u32 = 90;
+
+/// `[server]`: the HTTP server, its data directory and TLS.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// The address people use to reach the server (links in e-mails, QR labels).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    pub tls_self_signed: bool,
+    /// Serve plain HTTP on a non-loopback address. Passwords would cross the network in clear.
+    pub allow_plain_http: bool,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./khetnet-data"),
+            public_url: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_self_signed: false,
+            allow_plain_http: false,
+            max_body_bytes: 2 * 1024 * 1024,
+        }
+    }
+}
+
+/// `[database]`: SQLite by default, PostgreSQL for scale.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: None,
+            max_connections: 16,
+        }
+    }
+}
+
+/// `[auth]`: sessions, tokens and lock-out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Failed logins in a row before the account is locked.
+    pub max_failed_logins: u32,
+    /// How long a lock lasts before it lifts by itself (an admin can unlock sooner).
+    pub lockout_minutes: u32,
+    /// Lifetime of a web session (cookie) and of an API token from `auth/login`.
+    pub session_hours: u32,
+    /// Login attempts per minute allowed from one client address, whatever the user name.
+    pub login_attempts_per_minute: u32,
+    pub min_password_length: u32,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            max_failed_logins: 5,
+            lockout_minutes: 15,
+            session_hours: 12,
+            login_attempts_per_minute: 30,
+            min_password_length: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogTarget {
+    Stdout,
+    Journald,
+    Syslog,
+}
+
+/// `[logging]`: khetnet's own logs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoggingConfig {
+    pub format: LogFormat,
+    pub target: LogTarget,
+    /// A tracing filter: `info`, `debug`, `khetnet_server=debug,info`.
+    pub level: String,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        LoggingConfig {
+            format: LogFormat::Human,
+            target: LogTarget::Stdout,
+            level: "info".into(),
+        }
+    }
+}
+
+/// `[collector]`: the log collector embedded in `khetnet serve`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CollectorConfig {
+    /// Run the collector inside `khetnet serve` (false when it runs on its own box).
+    pub enabled: bool,
+}
+
+impl Default for CollectorConfig {
+    fn default() -> Self {
+        CollectorConfig { enabled: true }
+    }
+}
+
+/// `[retention]`: the tamper-evident store of traffic data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<PathBuf>,
+    /// Days traffic data is kept, counted from when it was received. At least 90 by law.
+    pub retention_days: u32,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            store: None,
+            retention_days: MIN_RETENTION_DAYS,
+        }
+    }
+}
