@@ -49,6 +49,12 @@ pub const QUARANTINE_DIR: &str = "quarantine";
 /// The legal floor: Computer Crime Act B.E. 2550, section 26.
 pub const MIN_RETENTION_DAYS: u32 = 90;
 
+/// A time as shown to people: RFC 3339 in Asia/Bangkok (+07:00, no daylight saving).
+pub fn shown(t: Timestamp) -> String {
+    let bangkok = jiff::tz::Offset::constant(7);
+    format!("{}", t.display_with_offset(bangkok))
+}
+
 /// Where "now" comes from; tests pass a fixed or stepping clock.
 #[derive(Clone)]
 pub struct Clock(Arc<dyn Fn() -> Timestamp + Send + Sync>);
