@@ -45,3 +45,108 @@ pub fn flow(n: u32) -> Record {
         }),
     }
 }
+
+/// A clock the test moves by hand.
+#[derive(Clone)]
+pub struct ManualClock(std::sync::Arc<std::sync::atomic::AtomicI64>);
+
+impl ManualClock {
+    pub fn new(start: Timestamp) -> ManualClock {
+        ManualClock(std::sync::Arc::new(
+            start.as_nanosecond().try_into().unwrap_or(i64::MAX).into(),
+        ))
+    }
+
+    pub fn now(&self) -> Timestamp {
+        Timestamp::from_nanosecond(self.0.load(std::sync::atomic::Ordering::SeqCst).into())
+            .unwrap_or(Timestamp::MAX)
+    }
+
+    pub fn set(&self, t: Timestamp) {
+        self.0.store(
+            t.as_nanosecond().try_into().unwrap_or(i64::MAX),
+            std::sync::atomic::Ordering::SeqCst,
+        );
+    }
+
+    pub fn advance(&self, d: SignedDuration) {
+        self.set(self.now() + d);
+    }
+
+    pub fn clock(&self) -> Clock {
+        let me = self.clone();
+        Clock::from_fn(move || me.now())
+    }
+}
+
+fn base(at: Timestamp, body: Body) -> Record {
+    Record {
+        event_time: at,
+        receive_time: at,
+        origin: Origin {
+            input: Input::SyslogUdp,
+            peer: Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 9))),
+            import_sha256: None,
+        },
+        school: Some("S002".into()),
+        body,
+    }
+}
+
+/// A NAT translation of `inside`:40000 to `outside`:`port` at `at`.
+pub fn nat(inside: IpAddr, outside: IpAddr, port: u16, at: Timestamp) -> Record {
+    base(
+        at,
+        Body::Nat(crate::record::Nat {
+            protocol: Some(6),
+            inside_ip: inside,
+            inside_port: Some(40000),
+            outside_ip: outside,
+            outside_port: Some(port),
+            dst_ip: None,
+            dst_port: None,
+        }),
+    )
+}
+
+/// A DHCP assignment of `ip` to `mac` at `at` for a day.
+pub fn lease(ip: IpAddr, mac: &str, at: Timestamp) -> Record {
+    base(
+        at,
+        Body::Lease(crate::record::Lease {
+            action: crate::record::LeaseAction::Assign,
+            ip,
+            mac: mac.into(),
+            hostname: None,
+            start: Some(at),
+            end: Some(at + SignedDuration::from_hours(24)),
+            server: None,
+        }),
+    )
+}
+
+/// A RADIUS accounting record of `user` on `mac` (session `id`), with or without an address.
+pub fn session(
+    user: &str,
+    id: &str,
+    ip: Option<IpAddr>,
+    mac: &str,
+    status: crate::record::SessionStatus,
+    at: Timestamp,
+) -> Record {
+    base(
+        at,
+        Body::Session(crate::record::Session {
+            status,
+            user: user.into(),
+            session_id: Some(id.into()),
+            ip,
+            mac: Some(mac.into()),
+            nas: None,
+            input_octets: None,
+            output_octets: None,
+            duration_secs: None,
+            terminate_cause: None,
+        }),
+    )
+}
