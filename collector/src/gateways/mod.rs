@@ -1,0 +1,332 @@
+//! Parsers for what school gateways write to syslog, one submodule per source, and the
+//! dispatcher that tries them in turn.
+//!
+//! Each parser takes one message ([`Line`]) and returns the record body it means, or `None`
+//! when the line is not its format (the caller then keeps the message raw). Parsers look for
+//! their format in the message text rather than trusting the syslog header alone: gateways
+//! fill the header inconsistently (RouterOS puts its topics where a hostname belongs).
+
+pub mod dhcpd;
+pub mod dnsmasq;
+pub mod filterlog;
+pub mod fortigate;
+pub mod kea;
+pub mod mikrotik;
+pub mod netfilter;
+pub mod squid;
+
+use std::net::IpAddr;
+
+use jiff::Timestamp;
+use khetnet_retention::record::Body;
+
+/// One syslog message, as the gateway parsers see it.
+#[derive(Debug, Clone, Copy)]
+pub struct Line<'a> {
+    /// When it happened: the header's timestamp, else the receive time.
+    pub time: Timestamp,
+    /// The header's hostname (the gateway's name), if any.
+    pub host: Option<&'a str>,
+    /// The header's APP-NAME or TAG, if any.
+    pub app: Option<&'a str>,
+    /// The message text.
+    pub text: &'a str,
+}
+
+/// What a parser made of a line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parsed {
+    pub body: Body,
+    /// The event's time when the line carries its own, more precise than the header's (Squid,
+    /// FortiGate).
+    pub event_time: Option<Timestamp>,
+}
+
+impl Parsed {
+    fn new(body: Body) -> Self {
+        Parsed {
+            body,
+            event_time: None,
+        }
+    }
+}
+
+/// One parser: recognises its format or declines.
+type Parser = fn(&Line<'_>) -> Option<Parsed>;
+
+/// The parsers in the order they are tried. Each checks a cheap marker of its format first.
+const PARSERS: &[(&str, Parser)] = &[
+    ("filterlog", filterlog::parse),
+    ("fortigate", fortigate::parse),
+    ("netfilter", netfilter::parse),
+    ("mikrotik", mikrotik::parse),
+    ("dhcpd", dhcpd::parse),
+    ("kea", kea::parse),
+    ("dnsmasq", dnsmasq::parse),
+    ("squid", squid::parse),
+];
+
+/// Tries every gateway parser; `None` when none recognises the line.
+pub fn parse(line: &Line<'_>) -> Option<Parsed> {
+    PARSERS.iter().find_map(|(_, parser)| parser(line))
+}
+
+/// The name of the parser that recognises `line`, for counters and the import summary.
+pub fn recognised_by(line: &Line<'_>) -> Option<&'static str> {
+    PARSERS
+        .iter()
+        .find(|(_, parser)| parser(line).is_some())
+        .map(|(name, _)| *name)
+}
+
+/// IP protocol number from a name as gateways print it (`TCP`, `udp`, `icmp`, `47`, ...).
+fn protocol_number(name: &str) -> Option<u8> {
+    if let Ok(n) = name.parse::<u8>() {
+        return Some(n);
+    }
+    Some(match name.to_ascii_lowercase().as_str() {
+        "icmp" => 1,
+        "igmp" => 2,
+        "tcp" => 6,
+        "udp" => 17,
+        "gre" => 47,
+        "esp" => 50,
+        "ah" => 51,
+        "icmpv6" | "ipv6-icmp" | "icmp6" => 58,
+        "sctp" => 132,
+        "udplite" => 136,
+        _ => return None,
+    })
+}
+
+/// An address with an optional port: `10.0.0.5`, `10.0.0.5:51234`, `[2001:db8::1]:443`,
+/// `2001:db8::1`.
+fn endpoint(text: &str) -> Option<(IpAddr, Option<u16>)> {
+    let text = text.trim();
+    if let Some(rest) = text.strip_prefix('[') {
+        let (ip, rest) = rest.split_once(']')?;
+        let ip = ip.parse().ok()?;
+        return match rest.strip_prefix(':') {
+            Some(port) => Some((ip, Some(port.parse().ok()?))),
+            None if rest.is_empty() => Some((ip, None)),
+            None => None,
+        };
+    }
+    if let Ok(ip) = text.parse() {
+        return Some((ip, None));
+    }
+    let (ip, port) = text.rsplit_once(':')?;
+    Some((ip.parse().ok()?, Some(port.parse().ok()?)))
+}
+
+/// `key=value` pairs separated by spaces, values optionally in double quotes (FortiGate,
+/// netfilter). Tokens without `=` are skipped.
+fn key_values(text: &str) -> Vec<(&str, &str)> {
+    let mut pairs = Vec::new();
+    let mut rest = text;
+    loop {
+        rest = rest.trim_start();
+        if rest.is_empty() {
+            return pairs;
+        }
+        let token_end = rest.find([' ', '=']).unwrap_or(rest.len());
+        if rest[token_end..].starts_with('=') {
+            let key = &rest[..token_end];
+            let after = &rest[token_end + 1..];
+            let (value, next) = match after.strip_prefix('"') {
+                Some(quoted) => match quoted.find('"') {
+                    Some(end) => (&quoted[..end], &quoted[end + 1..]),
+                    None => (quoted, ""),
+                },
+                None => {
+                    let end = after.find(' ').unwrap_or(after.len());
+                    (&after[..end], &after[end..])
+                }
+            };
+            pairs.push((key, value));
+            rest = next;
+        } else {
+            rest = &rest[token_end..];
+        }
+    }
+}
+
+fn lookup<'a>(pairs: &[(&str, &'a str)], key: &str) -> Option<&'a str> {
+    pairs.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use khetnet_retention::record::{Body, LeaseAction, SessionStatus};
+    use proptest::prelude::*;
+
+    pub(crate) const TIME: &str = "2026-11-21T04:00:00Z";
+
+    /// One line per record, every field a user would look for, `-` when absent.
+    pub(crate) fn show(parsed: Option<Parsed>) -> String {
+        let Some(parsed) = parsed else {
+            return "none".into();
+        };
+        fn o<T: std::fmt::Display>(v: &Option<T>) -> String {
+            v.as_ref().map_or("-".into(), ToString::to_string)
+        }
+        fn ep(ip: &IpAddr, port: &Option<u16>) -> String {
+            match (ip, port) {
+                (IpAddr::V6(_), Some(port)) => format!("[{ip}]:{port}"),
+                (_, Some(port)) => format!("{ip}:{port}"),
+                (_, None) => ip.to_string(),
+            }
+        }
+        let at = match parsed.event_time {
+            Some(t) => format!(" @{t}"),
+            None => String::new(),
+        };
+        let body = match parsed.body {
+            Body::Flow(f) => format!(
+                "flow p={} {}>{} bytes={} pkts={} nat={} act={} start={} end={} exp={}",
+                f.protocol,
+                ep(&f.src_ip, &f.src_port),
+                ep(&f.dst_ip, &f.dst_port),
+                o(&f.bytes),
+                o(&f.packets),
+                f.nat_src_ip
+                    .map_or("-".into(), |ip| ep(&ip, &f.nat_src_port)),
+                o(&f.action),
+                o(&f.start),
+                o(&f.end),
+                o(&f.exporter),
+            ),
+            Body::Nat(n) => format!(
+                "nat p={} in={} out={} dst={}",
+                o(&n.protocol),
+                ep(&n.inside_ip, &n.inside_port),
+                ep(&n.outside_ip, &n.outside_port),
+                n.dst_ip.map_or("-".into(), |ip| ep(&ip, &n.dst_port)),
+            ),
+            Body::Session(s) => format!(
+                "session {} user={} ip={} mac={} nas={} id={} in={} out={} secs={} cause={}",
+                match s.status {
+                    SessionStatus::Start => "start",
+                    SessionStatus::Interim => "interim",
+                    SessionStatus::Stop => "stop",
+                },
+                s.user,
+                o(&s.ip),
+                o(&s.mac),
+                o(&s.nas),
+                o(&s.session_id),
+                o(&s.input_octets),
+                o(&s.output_octets),
+                o(&s.duration_secs),
+                o(&s.terminate_cause),
+            ),
+            Body::Lease(l) => format!(
+                "lease {} {} {} host={} start={} end={} server={}",
+                match l.action {
+                    LeaseAction::Assign => "assign",
+                    LeaseAction::Renew => "renew",
+                    LeaseAction::Release => "release",
+                    LeaseAction::Expire => "expire",
+                },
+                l.ip,
+                l.mac,
+                o(&l.hostname),
+                o(&l.start),
+                o(&l.end),
+                o(&l.server),
+            ),
+            Body::Proxy(p) => format!(
+                "proxy {} user={} {} {} status={} bytes={} ms={} server={}",
+                p.client_ip,
+                o(&p.user),
+                p.method,
+                p.url,
+                o(&p.status),
+                o(&p.bytes),
+                o(&p.duration_ms),
+                o(&p.server_ip),
+            ),
+            other => format!("{other:?}"),
+        };
+        body + &at
+    }
+
+    /// Runs `parser` on `text` as sent by host `gw` with app `app`, at [`TIME`].
+    pub(crate) fn run(parser: Parser, app: Option<&str>, text: &str) -> String {
+        let line = Line {
+            time: TIME.parse().unwrap(),
+            host: Some("gw"),
+            app,
+            text,
+        };
+        show(parser(&line))
+    }
+
+    fn check(text: &str, expected: &str) {
+        assert_eq!(run(parse, None, text), expected, "text {text:?}");
+    }
+
+    #[test]
+    fn endpoints() {
+        let show = |t: &str| format!("{:?}", endpoint(t));
+        assert_eq!(show("10.0.0.5:51234"), "Some((10.0.0.5, Some(51234)))");
+        assert_eq!(show("10.0.0.5"), "Some((10.0.0.5, None))");
+        assert_eq!(show("[2001:db8::1]:443"), "Some((2001:db8::1, Some(443)))");
+        assert_eq!(show("2001:db8::1"), "Some((2001:db8::1, None))");
+        assert_eq!(show("10.0.0.5:99999"), "None");
+        assert_eq!(show("host:80"), "None");
+        assert_eq!(show("[2001:db8::1]x"), "None");
+    }
+
+    #[test]
+    fn key_value_pairs() {
+        assert_eq!(
+            key_values(r#"a=1 b="two words" flag c= d="" e="unterminated"#),
+            [
+                ("a", "1"),
+                ("b", "two words"),
+                ("c", ""),
+                ("d", ""),
+                ("e", "unterminated")
+            ]
+        );
+    }
+
+    /// The dispatcher routes each vendor's line to its parser, and declines everything else.
+    #[test]
+    fn dispatch() {
+        check(
+            "DHCPACK on 10.0.0.5 to aa:bb:cc:dd:ee:ff via eth1",
+            "lease assign 10.0.0.5 aa:bb:cc:dd:ee:ff host=- start=2026-11-21T04:00:00Z end=- server=gw",
+        );
+        check(
+            "DHCPACK(br0) 10.0.0.5 aa:bb:cc:dd:ee:ff",
+            "lease assign 10.0.0.5 aa:bb:cc:dd:ee:ff host=- start=2026-11-21T04:00:00Z end=- server=gw",
+        );
+        check(
+            "student1 (10.5.50.9): logged in",
+            "session start user=student1 ip=10.5.50.9 mac=- nas=gw id=- in=- out=- secs=- cause=-",
+        );
+        check(
+            "pam_unix(sshd:session): session opened for user root(uid=0)",
+            "none",
+        );
+        check("user root logged in", "none");
+        check("", "none");
+        check("ผู้ใช้ทดสอบ 10.0.0.5", "none");
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics(text in "\\PC{0,200}") {
+            let _ = run(parse, None, &text);
+        }
+
+        #[test]
+        fn never_panics_on_near_misses(text in "(DHCPACK|DHCPRELEASE|IN=|SRC=|srcip=|NAT \\(|proto |\\)|\\(|->|:|,|=|\"| |[0-9.]{1,15}|[a-f0-9:]{1,17}|logged (in|out)|lease |hwtype=1 ){0,30}") {
+            let _ = run(parse, Some("filterlog"), &text);
+            let _ = run(parse, None, &text);
+        }
+    }
+}

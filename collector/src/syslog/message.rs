@@ -1,0 +1,226 @@
+//! Syslog message parsing: RFC 5424 and RFC 3164 (BSD), as gateways really send them.
+//!
+//! Parsing is loose (syslog_loose): what cannot be read as a header is left in the message text,
+//! so nothing is dropped. RFC 3164 timestamps carry no year and no zone; they are read as
+//! Asia/Bangkok time (+07:00, no daylight saving) in the year that puts them nearest to when the
+//! message was received, so a line stamped `Dec 31 23:59:59` received just after New Year
+//! belongs to the old year.
+
+use chrono::FixedOffset;
+use jiff::Timestamp;
+use syslog_loose::{IncompleteDate, Variant};
+
+/// UTC offset of Asia/Bangkok, in seconds. Thailand has no daylight saving time.
+const BANGKOK_OFFSET_SECS: i32 = 7 * 3600;
+
+/// Which RFC the header followed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Rfc3164,
+    Rfc5424,
+}
+
+/// A syslog message with its header read.
+///
+/// Text fields are valid UTF-8; bytes that were not are replaced (U+FFFD) here, and
+/// [`SyslogMessage::utf8`] says so, so the caller keeps the original bytes instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyslogMessage {
+    pub protocol: Protocol,
+    pub facility: Option<u8>,
+    pub severity: Option<u8>,
+    /// When the sender says it happened, resolved to an instant.
+    pub timestamp: Option<Timestamp>,
+    pub hostname: Option<String>,
+    /// APP-NAME (RFC 5424) or TAG (RFC 3164), e.g. `filterlog`, `dnsmasq-dhcp`, `kernel`.
+    pub app: Option<String>,
+    pub procid: Option<String>,
+    pub msgid: Option<String>,
+    /// The free-form message text.
+    pub msg: String,
+    /// Whether the received bytes were valid UTF-8.
+    pub utf8: bool,
+}
+
+/// Parses one syslog message (already framed) received at `received`.
+///
+/// Never fails: a message with no recognisable header comes back with every header field
+/// `None` and the whole text as [`SyslogMessage::msg`].
+pub fn parse(data: &[u8], received: Timestamp) -> SyslogMessage {
+    let (text, utf8) = match std::str::from_utf8(data) {
+        Ok(text) => (std::borrow::Cow::Borrowed(text), true),
+        Err(_) => (String::from_utf8_lossy(data), false),
+    };
+    let bangkok = FixedOffset::east_opt(BANGKOK_OFFSET_SECS).expect("+07:00 is a valid offset");
+    let (year, month) = bangkok_year_month(received);
+    let get_year = move |(msg_month, ..): IncompleteDate| nearest_year(year, month, msg_month);
+    let parsed =
+        syslog_loose::parse_message_with_year_tz(&text, get_year, Some(bangkok), Variant::Either);
+    let protocol = match parsed.protocol {
+        syslog_loose::Protocol::RFC3164 => Protocol::Rfc3164,
+        syslog_loose::Protocol::RFC5424(_) => Protocol::Rfc5424,
+    };
+    let timestamp = parsed.timestamp.and_then(|t| {
+        let nanos = i32::try_from(t.timestamp_subsec_nanos()).ok()?;
+        Timestamp::new(t.timestamp(), nanos).ok()
+    });
+    let msg = parsed.msg.strip_prefix('\u{feff}').unwrap_or(parsed.msg);
+    SyslogMessage {
+        protocol,
+        facility: parsed.facility.map(|f| f as u8),
+        severity: parsed.severity.map(|s| s as u8),
+        timestamp,
+        hostname: parsed.hostname.map(str::to_owned),
+        app: parsed.appname.map(str::to_owned),
+        procid: parsed.procid.map(|p| p.to_string()),
+        msgid: parsed.msgid.map(str::to_owned),
+        msg: msg.to_owned(),
+        utf8,
+    }
+}
+
+fn bangkok_year_month(at: Timestamp) -> (i32, u32) {
+    let offset = jiff::tz::Offset::constant(7);
+    let dt = offset.to_datetime(at);
+    (i32::from(dt.year()), u32::from(dt.month().unsigned_abs()))
+}
+
+/// The year for a month given without one: the current year, unless that puts it more than
+/// half a year away from the receive month.
+fn nearest_year(year: i32, received_month: u32, month: u32) -> i32 {
+    if month > received_month + 6 {
+        year - 1
+    } else if month + 6 < received_month {
+        year + 1
+    } else {
+        year
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const RECEIVED: &str = "2026-11-21T04:00:00Z"; // 11:00 in Bangkok
+
+    /// Renders the fields a user would see, `|`-separated: protocol, pri, time, host, app, msg.
+    fn show(m: &SyslogMessage) -> String {
+        format!(
+            "{:?}|{}|{}|{}|{}|{}{}",
+            m.protocol,
+            match (m.facility, m.severity) {
+                (Some(f), Some(s)) => format!("{f}.{s}"),
+                _ => "-".into(),
+            },
+            m.timestamp.map_or("-".into(), |t| t.to_string()),
+            m.hostname.as_deref().unwrap_or("-"),
+            m.app.as_deref().unwrap_or("-"),
+            m.msg,
+            if m.utf8 { "" } else { "|not-utf8" },
+        )
+    }
+
+    fn check_at(received: &str, input: &[u8], expected: &str) {
+        let m = parse(input, received.parse().unwrap());
+        assert_eq!(
+            show(&m),
+            expected,
+            "input {:?}",
+            String::from_utf8_lossy(input)
+        );
+    }
+
+    fn check(input: &str, expected: &str) {
+        check_at(RECEIVED, input.as_bytes(), expected);
+    }
+
+    #[test]
+    fn rfc3164() {
+        check(
+            "<134>Nov 21 10:59:58 gw1 filterlog[123]: 5,,,1000,igb1",
+            "Rfc3164|16.6|2026-11-21T03:59:58Z|gw1|filterlog|5,,,1000,igb1",
+        );
+        check(
+            "<13>Nov  1 00:00:00 host app: x",
+            "Rfc3164|1.5|2026-10-31T17:00:00Z|host|app|x",
+        );
+        check(
+            "<6>Nov 21 11:00:00 fw kernel: [1234.5] DROP IN=eth0",
+            "Rfc3164|0.6|2026-11-21T04:00:00Z|fw|kernel|[1234.5] DROP IN=eth0",
+        );
+        // Zone given in an ISO timestamp (rsyslog's forward format) is honoured.
+        check(
+            "<13>2026-11-21T10:00:00.250+00:00 host app: x",
+            "Rfc3164|1.5|2026-11-21T10:00:00.25Z|host|app|x",
+        );
+    }
+
+    #[test]
+    fn rfc3164_year_is_nearest_to_receipt() {
+        check_at(
+            "2027-01-01T00:00:05+07:00",
+            b"<13>Dec 31 23:59:59 h a: m",
+            "Rfc3164|1.5|2026-12-31T16:59:59Z|h|a|m",
+        );
+        check_at(
+            "2026-12-31T23:59:59+07:00",
+            b"<13>Jan  1 00:00:01 h a: m",
+            "Rfc3164|1.5|2026-12-31T17:00:01Z|h|a|m",
+        );
+        check_at(
+            "2026-06-15T12:00:00+07:00",
+            b"<13>Jan  1 00:00:01 h a: m",
+            "Rfc3164|1.5|2025-12-31T17:00:01Z|h|a|m",
+        );
+    }
+
+    #[test]
+    fn rfc5424() {
+        check(
+            "<165>1 2026-11-21T11:00:00.003+07:00 gw2 dnsmasq-dhcp 99 ID47 - DHCPACK(br0) 10.0.0.5",
+            "Rfc5424|20.5|2026-11-21T04:00:00.003Z|gw2|dnsmasq-dhcp|DHCPACK(br0) 10.0.0.5",
+        );
+        check(
+            "<14>1 2026-11-21T04:00:00Z h app - - [ex@32473 a=\"b\"] \u{feff}hello",
+            "Rfc5424|1.6|2026-11-21T04:00:00Z|h|app|hello",
+        );
+        check("<14>1 - - - - - - bare", "Rfc5424|1.6|-|-|-|bare");
+    }
+
+    #[test]
+    fn no_header() {
+        check("just text", "Rfc3164|-|-|-|-|just text");
+        check("", "Rfc3164|-|-|-|-|");
+    }
+
+    #[test]
+    fn not_utf8_is_flagged() {
+        check_at(
+            RECEIVED,
+            b"<13>Nov 21 11:00:00 host app: caf\xe9",
+            "Rfc3164|1.5|2026-11-21T04:00:00Z|host|app|caf\u{fffd}|not-utf8",
+        );
+    }
+
+    #[test]
+    fn thai_text_survives() {
+        check(
+            "<13>Nov 21 11:00:00 host app: ผู้ใช้ สมชาย เข้าระบบ",
+            "Rfc3164|1.5|2026-11-21T04:00:00Z|host|app|ผู้ใช้ สมชาย เข้าระบบ",
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics(input in proptest::collection::vec(any::<u8>(), 0..300), secs in 0i64..4_000_000_000) {
+            let m = parse(&input, Timestamp::from_second(secs).unwrap());
+            prop_assert_eq!(m.utf8, std::str::from_utf8(&input).is_ok());
+        }
+
+        #[test]
+        fn never_panics_on_header_like_text(input in "<[0-9]{1,3}>(1 )?[A-Za-z0-9:. +-]{0,40} [ -~]{0,60}") {
+            let _ = parse(input.as_bytes(), Timestamp::from_second(1_763_697_600).unwrap());
+        }
+    }
+}
