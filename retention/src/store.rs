@@ -652,6 +652,16 @@ impl Store {
         self.sign_locked(w, now)?;
         let live_path = self.dir.join(LIVE_FILE);
         let bytes = read_all(&live_path)?;
+        if (bytes.len() as u64) < w.live_len {
+            return Err(Error::Corrupt {
+                path: live_path,
+                reason: format!(
+                    "holds {} bytes where {} were written and fsynced: it was truncated or replaced behind the writer",
+                    bytes.len(),
+                    w.live_len
+                ),
+            });
+        }
         let raw = &bytes[..w.live_len as usize];
         let batches = segment::decode_all(raw).map_err(|(at, reason)| Error::Damaged {
             path: live_path.clone(),
@@ -877,8 +887,13 @@ impl View {
     /// Loads the view, retrying when a seal happened between listing segments and reading the
     /// live tail (the sealed batches would otherwise be missed).
     pub fn load(dir: &Path) -> Result<View> {
-        for _ in 0..20 {
+        for _ in 0..100 {
             let segs = segment::list(&dir.join(SEGMENTS_DIR))?;
+            let bytes = read_all(&dir.join(LIVE_FILE))?;
+            if segment::list(&dir.join(SEGMENTS_DIR))? != segs {
+                // A seal (or purge) ran meanwhile: the live tail may have lost sealed batches.
+                continue;
+            }
             let mut segments = Vec::new();
             for (a, b, path) in segs {
                 match segment::read_index(&path) {
@@ -893,7 +908,6 @@ impl View {
                     Err(e) => return Err(e),
                 }
             }
-            let bytes = read_all(&dir.join(LIVE_FILE))?;
             let scan = scan_live(&bytes);
             let sealed_next = segments.last().map_or(0, |s| s.index.last_seq + 1);
             let live: Vec<Chained> = scan
