@@ -224,7 +224,7 @@ fn a_point_query_reads_only_the_segments_that_can_match() {
             let n = s * 256 + b * 64;
             let mut rs: Vec<_> = (n..n + 64).map(flow).collect();
             for r in &mut rs {
-                r.event_time = r.event_time + SignedDuration::from_hours(s.into());
+                r.event_time += SignedDuration::from_hours(s.into());
             }
             store.append(rs).unwrap();
         }
