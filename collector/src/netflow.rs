@@ -101,6 +101,7 @@ impl FlowDecoder {
                             nat_src_port: None,
                             action: None,
                         };
+                        self.counters.flows += 1;
                         records.push(receipt.record(flow.end, Body::Flow(flow)));
                     }
                 }
@@ -335,6 +336,7 @@ fn flow_from_fields<'v>(
             )
         }
     };
+    let nat_src = nat_src.filter(|ip: &IpAddr| !ip.is_unspecified());
     Some(Flow {
         protocol: protocol.unwrap_or(0),
         src_ip: src?,
@@ -346,8 +348,471 @@ fn flow_from_fields<'v>(
         start,
         end,
         exporter: Some(exporter),
-        nat_src_ip: nat_src.filter(|ip| !ip.is_unspecified()),
+        nat_src_ip: nat_src,
         nat_src_port: nat_src.and(nat_port),
         action: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use khetnet_retention::record::{Input, Origin};
+    use proptest::prelude::*;
+
+    const EXPORTER: &str = "10.1.0.1";
+    /// Export time of every test packet: 2026-11-21T04:00:00Z.
+    const EXPORT_SECS: u32 = 1_795_233_600;
+    /// Exporter uptime at export: 100 s.
+    const UPTIME_MS: u32 = 100_000;
+
+    fn receipt() -> Receipt {
+        Receipt {
+            receive_time: "2026-11-21T04:00:01Z".parse().unwrap(),
+            origin: Origin {
+                input: Input::Netflow,
+                peer: Some(EXPORTER.parse().unwrap()),
+                import_sha256: None,
+            },
+            school: None,
+        }
+    }
+
+    fn show(records: &[Record]) -> Vec<String> {
+        records
+            .iter()
+            .map(|r| match &r.body {
+                Body::Flow(f) => format!(
+                    "p={} {}:{}>{}:{} bytes={} pkts={} start={} end={} exp={} nat={}:{}",
+                    f.protocol,
+                    f.src_ip,
+                    f.src_port.map_or("-".into(), |p| p.to_string()),
+                    f.dst_ip,
+                    f.dst_port.map_or("-".into(), |p| p.to_string()),
+                    f.bytes.map_or("-".into(), |p| p.to_string()),
+                    f.packets.map_or("-".into(), |p| p.to_string()),
+                    f.start.map_or("-".into(), |t| t.to_string()),
+                    f.end.map_or("-".into(), |t| t.to_string()),
+                    f.exporter.map_or("-".into(), |t| t.to_string()),
+                    f.nat_src_ip.map_or("-".into(), |t| t.to_string()),
+                    f.nat_src_port.map_or("-".into(), |p| p.to_string()),
+                ),
+                Body::Raw(raw) => format!(
+                    "raw {} octets: {}",
+                    raw.data.len(),
+                    raw.reason.as_deref().unwrap_or("-")
+                ),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    fn check(decoder: &mut FlowDecoder, datagram: &[u8], expected: &[&str]) {
+        assert_eq!(show(&decoder.decode(datagram, &receipt())), expected);
+    }
+
+    fn ip4(s: &str) -> [u8; 4] {
+        s.parse::<std::net::Ipv4Addr>().unwrap().octets()
+    }
+
+    /// A NetFlow v5 datagram (Cisco's v5 export format: 24-octet header, 48-octet records).
+    /// Each record: src, dst, sport, dport, proto, octets, packets, first, last (uptime ms).
+    /// src, dst, sport, dport, proto, octets, packets, first, last (uptime ms).
+    type V5Record<'a> = (&'a str, &'a str, u16, u16, u8, u32, u32, u32, u32);
+
+    fn v5(records: &[V5Record<'_>]) -> Vec<u8> {
+        let mut p = Vec::new();
+        p.extend(5u16.to_be_bytes());
+        p.extend(u16::try_from(records.len()).unwrap().to_be_bytes());
+        p.extend(UPTIME_MS.to_be_bytes());
+        p.extend(EXPORT_SECS.to_be_bytes());
+        p.extend(0u32.to_be_bytes()); // unix_nsecs
+        p.extend(1u32.to_be_bytes()); // flow_sequence
+        p.extend([0, 0, 0, 0]); // engine type, id, sampling
+        for &(src, dst, sport, dport, proto, octets, pkts, first, last) in records {
+            p.extend(ip4(src));
+            p.extend(ip4(dst));
+            p.extend([0; 4]); // next hop
+            p.extend([0; 4]); // input, output ifIndex
+            p.extend(pkts.to_be_bytes());
+            p.extend(octets.to_be_bytes());
+            p.extend(first.to_be_bytes());
+            p.extend(last.to_be_bytes());
+            p.extend(sport.to_be_bytes());
+            p.extend(dport.to_be_bytes());
+            p.extend([0, 0x02, proto, 0]); // pad, tcp flags, protocol, tos
+            p.extend([0; 4]); // src/dst AS
+            p.extend([24, 0, 0, 0]); // masks, pad
+        }
+        p
+    }
+
+    /// Template 256, in the order the data records below use: src v4, dst v4, sport, dport,
+    /// proto, in bytes, in pkts, first switched, last switched, post-NAT src v4, post-NAPT sport.
+    const TEMPLATE: &[(u16, u16)] = &[
+        (8, 4),
+        (12, 4),
+        (7, 2),
+        (11, 2),
+        (4, 1),
+        (1, 4),
+        (2, 4),
+        (22, 4),
+        (21, 4),
+        (225, 4),
+        (227, 2),
+    ];
+
+    fn v9_record(
+        src: &str,
+        dst: &str,
+        sport: u16,
+        dport: u16,
+        nat: &str,
+        nat_port: u16,
+    ) -> Vec<u8> {
+        let mut r = Vec::new();
+        r.extend(ip4(src));
+        r.extend(ip4(dst));
+        r.extend(sport.to_be_bytes());
+        r.extend(dport.to_be_bytes());
+        r.push(6);
+        r.extend(1500u32.to_be_bytes());
+        r.extend(3u32.to_be_bytes());
+        r.extend(40_000u32.to_be_bytes()); // first: 60 s before export
+        r.extend(90_000u32.to_be_bytes()); // last: 10 s before export
+        r.extend(ip4(nat));
+        r.extend(nat_port.to_be_bytes());
+        r
+    }
+
+    fn padded(mut set: Vec<u8>) -> Vec<u8> {
+        while !set.len().is_multiple_of(4) {
+            set.push(0);
+        }
+        let len = u16::try_from(set.len()).unwrap().to_be_bytes();
+        set[2] = len[0];
+        set[3] = len[1];
+        set
+    }
+
+    fn template_set(set_id: u16, template: &[(u16, u16)]) -> Vec<u8> {
+        let mut s = Vec::new();
+        s.extend(set_id.to_be_bytes());
+        s.extend([0, 0]);
+        s.extend(256u16.to_be_bytes());
+        s.extend(u16::try_from(template.len()).unwrap().to_be_bytes());
+        for (id, len) in template {
+            s.extend(id.to_be_bytes());
+            s.extend(len.to_be_bytes());
+        }
+        padded(s)
+    }
+
+    fn data_set(records: &[Vec<u8>]) -> Vec<u8> {
+        let mut s = Vec::new();
+        s.extend(256u16.to_be_bytes());
+        s.extend([0, 0]);
+        for r in records {
+            s.extend(r);
+        }
+        padded(s)
+    }
+
+    /// A v9 datagram (RFC 3954): header, then the given flowsets; `count` is the record count.
+    fn v9(count: u16, sets: &[Vec<u8>]) -> Vec<u8> {
+        let mut p = Vec::new();
+        p.extend(9u16.to_be_bytes());
+        p.extend(count.to_be_bytes());
+        p.extend(UPTIME_MS.to_be_bytes());
+        p.extend(EXPORT_SECS.to_be_bytes());
+        p.extend(7u32.to_be_bytes()); // sequence
+        p.extend(0u32.to_be_bytes()); // source id
+        for s in sets {
+            p.extend(s);
+        }
+        p
+    }
+
+    /// An IPFIX message (RFC 7011): 16-octet header with total length, then the sets.
+    fn ipfix(sets: &[Vec<u8>]) -> Vec<u8> {
+        let body: Vec<u8> = sets.concat();
+        let mut p = Vec::new();
+        p.extend(10u16.to_be_bytes());
+        p.extend(u16::try_from(16 + body.len()).unwrap().to_be_bytes());
+        p.extend(EXPORT_SECS.to_be_bytes());
+        p.extend(7u32.to_be_bytes());
+        p.extend(0u32.to_be_bytes());
+        p.extend(body);
+        p
+    }
+
+    fn decoder() -> FlowDecoder {
+        FlowDecoder::new(EXPORTER.parse().unwrap())
+    }
+
+    #[test]
+    fn netflow_v5() {
+        let mut d = decoder();
+        check(
+            &mut d,
+            &v5(&[
+                (
+                    "10.0.0.5", "1.2.3.4", 51234, 443, 6, 1500, 3, 40_000, 90_000,
+                ),
+                ("10.0.0.7", "8.8.8.8", 5353, 53, 17, 72, 1, 99_000, 99_000),
+            ]),
+            &[
+                "p=6 10.0.0.5:51234>1.2.3.4:443 bytes=1500 pkts=3 start=2026-11-21T03:59:00Z end=2026-11-21T03:59:50Z exp=10.1.0.1 nat=-:-",
+                "p=17 10.0.0.7:5353>8.8.8.8:53 bytes=72 pkts=1 start=2026-11-21T03:59:59Z end=2026-11-21T03:59:59Z exp=10.1.0.1 nat=-:-",
+            ],
+        );
+        // Uptime wrapped between the flow's first packet and the export.
+        check(
+            &mut d,
+            &v5(&[(
+                "10.0.0.5",
+                "1.2.3.4",
+                1,
+                2,
+                6,
+                1,
+                1,
+                u32::MAX - 19_999,
+                50_000,
+            )]),
+            &[
+                "p=6 10.0.0.5:1>1.2.3.4:2 bytes=1 pkts=1 start=2026-11-21T03:58:00Z end=2026-11-21T03:59:10Z exp=10.1.0.1 nat=-:-",
+            ],
+        );
+        assert_eq!(
+            d.counters(),
+            FlowCounters {
+                datagrams: 2,
+                flows: 3,
+                malformed: 0,
+                missing_template: 0
+            }
+        );
+    }
+
+    #[test]
+    fn netflow_v9_with_template_and_nat() {
+        let mut d = decoder();
+        let data = data_set(&[
+            v9_record("10.0.0.5", "1.2.3.4", 51234, 443, "203.0.113.9", 40001),
+            v9_record("10.0.0.6", "1.2.3.5", 51000, 80, "0.0.0.0", 0),
+        ]);
+        check(
+            &mut d,
+            &v9(3, &[template_set(0, TEMPLATE), data.clone()]),
+            &[
+                "p=6 10.0.0.5:51234>1.2.3.4:443 bytes=1500 pkts=3 start=2026-11-21T03:59:00Z end=2026-11-21T03:59:50Z exp=10.1.0.1 nat=203.0.113.9:40001",
+                "p=6 10.0.0.6:51000>1.2.3.5:80 bytes=1500 pkts=3 start=2026-11-21T03:59:00Z end=2026-11-21T03:59:50Z exp=10.1.0.1 nat=-:-",
+            ],
+        );
+        // Later datagrams need no template.
+        check(
+            &mut d,
+            &v9(2, &[data]),
+            &[
+                "p=6 10.0.0.5:51234>1.2.3.4:443 bytes=1500 pkts=3 start=2026-11-21T03:59:00Z end=2026-11-21T03:59:50Z exp=10.1.0.1 nat=203.0.113.9:40001",
+                "p=6 10.0.0.6:51000>1.2.3.5:80 bytes=1500 pkts=3 start=2026-11-21T03:59:00Z end=2026-11-21T03:59:50Z exp=10.1.0.1 nat=-:-",
+            ],
+        );
+        assert_eq!(
+            d.counters(),
+            FlowCounters {
+                datagrams: 2,
+                flows: 4,
+                malformed: 0,
+                missing_template: 0
+            }
+        );
+    }
+
+    #[test]
+    fn data_before_template_is_kept_raw_and_counted() {
+        let mut d = decoder();
+        let data = data_set(&[v9_record(
+            "10.0.0.5",
+            "1.2.3.4",
+            51234,
+            443,
+            "203.0.113.9",
+            40001,
+        )]);
+        let early = v9(1, std::slice::from_ref(&data));
+        check(
+            &mut d,
+            &early,
+            &[&format!(
+                "raw {} octets: 1 data set(s) arrived before their template",
+                early.len()
+            )],
+        );
+        assert_eq!(
+            d.counters(),
+            FlowCounters {
+                datagrams: 1,
+                flows: 0,
+                malformed: 1,
+                missing_template: 1
+            }
+        );
+        check(&mut d, &v9(1, &[template_set(0, TEMPLATE)]), &[]);
+        check(
+            &mut d,
+            &v9(1, &[data]),
+            &[
+                "p=6 10.0.0.5:51234>1.2.3.4:443 bytes=1500 pkts=3 start=2026-11-21T03:59:00Z end=2026-11-21T03:59:50Z exp=10.1.0.1 nat=203.0.113.9:40001",
+            ],
+        );
+    }
+
+    #[test]
+    fn templates_are_per_exporter() {
+        let mut a = decoder();
+        let mut b = FlowDecoder::new("10.2.0.1".parse().unwrap());
+        check(&mut a, &v9(1, &[template_set(0, TEMPLATE)]), &[]);
+        let data = v9(
+            1,
+            &[data_set(&[v9_record(
+                "10.0.0.5",
+                "1.2.3.4",
+                1,
+                2,
+                "203.0.113.9",
+                3,
+            )])],
+        );
+        assert_eq!(show(&a.decode(&data, &receipt())).len(), 1);
+        assert!(
+            show(&b.decode(&data, &receipt()))[0].starts_with("raw "),
+            "exporter b never sent the template"
+        );
+    }
+
+    #[test]
+    fn ipfix_with_absolute_times_and_nat() {
+        let template: &[(u16, u16)] = &[
+            (8, 4),
+            (12, 4),
+            (7, 2),
+            (11, 2),
+            (4, 1),
+            (1, 8),
+            (2, 8),
+            (152, 8),
+            (153, 8),
+            (225, 4),
+            (227, 2),
+        ];
+        let mut r = Vec::new();
+        r.extend(ip4("10.0.0.5"));
+        r.extend(ip4("1.2.3.4"));
+        r.extend(51234u16.to_be_bytes());
+        r.extend(443u16.to_be_bytes());
+        r.push(6);
+        r.extend(6_000_000_000u64.to_be_bytes());
+        r.extend(4_000_000u64.to_be_bytes());
+        r.extend(1_795_233_540_250u64.to_be_bytes());
+        r.extend(1_795_233_590_500u64.to_be_bytes());
+        r.extend(ip4("203.0.113.9"));
+        r.extend(40001u16.to_be_bytes());
+        let mut d = decoder();
+        check(
+            &mut d,
+            &ipfix(&[template_set(2, template), data_set(&[r])]),
+            &[
+                "p=6 10.0.0.5:51234>1.2.3.4:443 bytes=6000000000 pkts=4000000 start=2026-11-21T03:59:00.25Z end=2026-11-21T03:59:50.5Z exp=10.1.0.1 nat=203.0.113.9:40001",
+            ],
+        );
+    }
+
+    #[test]
+    fn ipfix_ipv6_with_seconds() {
+        let template: &[(u16, u16)] = &[
+            (27, 16),
+            (28, 16),
+            (7, 2),
+            (11, 2),
+            (4, 1),
+            (1, 4),
+            (2, 4),
+            (150, 4),
+            (151, 4),
+        ];
+        let mut r = Vec::new();
+        r.extend(
+            "2001:db8::5"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+                .octets(),
+        );
+        r.extend(
+            "2001:db8:1::1"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+                .octets(),
+        );
+        r.extend(51234u16.to_be_bytes());
+        r.extend(443u16.to_be_bytes());
+        r.push(17);
+        r.extend(999u32.to_be_bytes());
+        r.extend(2u32.to_be_bytes());
+        r.extend((EXPORT_SECS - 60).to_be_bytes());
+        r.extend((EXPORT_SECS - 10).to_be_bytes());
+        let mut d = decoder();
+        check(
+            &mut d,
+            &ipfix(&[template_set(2, template), data_set(&[r])]),
+            &[
+                "p=17 2001:db8::5:51234>2001:db8:1::1:443 bytes=999 pkts=2 start=2026-11-21T03:59:00Z end=2026-11-21T03:59:50Z exp=10.1.0.1 nat=-:-",
+            ],
+        );
+    }
+
+    #[test]
+    fn undecodable_datagrams_are_kept_raw() {
+        let mut d = decoder();
+        check(&mut d, b"", &["raw 0 octets: empty datagram"]);
+        let garbage = b"\x00\x2a hello";
+        let got = show(&d.decode(garbage, &receipt()));
+        assert_eq!(got.len(), 1);
+        assert!(got[0].starts_with("raw 8 octets: not decodable"), "{got:?}");
+        let mut truncated = v5(&[("10.0.0.5", "1.2.3.4", 1, 2, 6, 1, 1, 1, 1)]);
+        truncated.truncate(50);
+        let got = show(&d.decode(&truncated, &receipt()));
+        assert_eq!(got.len(), 1);
+        assert!(
+            got[0].starts_with("raw 50 octets: not decodable"),
+            "{got:?}"
+        );
+        assert_eq!(d.counters().malformed, 3);
+    }
+
+    proptest! {
+        #[test]
+        fn random_bytes_never_panic(datagram in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let mut d = decoder();
+            let records = d.decode(&datagram, &receipt());
+            // Whatever was not understood is kept whole.
+            let flows = records.iter().filter(|r| matches!(r.body, Body::Flow(_))).count();
+            if flows == 0 {
+                let kept_whole = records.iter().any(|r| matches!(&r.body, Body::Raw(raw) if raw.data == datagram));
+                let v9_template_only = datagram.len() >= 2 && (datagram[..2] == [0, 9] || datagram[..2] == [0, 10]);
+                prop_assert!(kept_whole || v9_template_only || records.is_empty() && datagram.len() >= 2 && datagram[..2] == [0, 5]);
+            }
+        }
+
+        #[test]
+        fn versioned_random_bodies_never_panic(version in prop_oneof![Just(5u16), Just(9u16), Just(10u16)], body in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let mut d = decoder();
+            let mut datagram = version.to_be_bytes().to_vec();
+            datagram.extend(body);
+            let _ = d.decode(&datagram, &receipt());
+            let _ = d.decode(&datagram, &receipt());
+        }
+    }
 }
