@@ -54,8 +54,22 @@ pub fn parse(data: &[u8], received: Timestamp) -> SyslogMessage {
     let bangkok = FixedOffset::east_opt(BANGKOK_OFFSET_SECS).expect("+07:00 is a valid offset");
     let (year, month) = bangkok_year_month(received);
     let get_year = move |(msg_month, ..): IncompleteDate| nearest_year(year, month, msg_month);
-    let parsed =
+    let mut parsed =
         syslog_loose::parse_message_with_year_tz(&text, get_year, Some(bangkok), Variant::Either);
+    // A PRI followed by no header syslog_loose knows (FortiOS' default format:
+    // `<189>date=... time=...`): take the PRI and read the rest on its own.
+    let mut pri = None;
+    if parsed.facility.is_none()
+        && let Some((value, rest)) = leading_pri(&text)
+    {
+        pri = Some(value);
+        parsed = syslog_loose::parse_message_with_year_tz(
+            rest,
+            get_year,
+            Some(bangkok),
+            Variant::Either,
+        );
+    }
     let protocol = match parsed.protocol {
         syslog_loose::Protocol::RFC3164 => Protocol::Rfc3164,
         syslog_loose::Protocol::RFC5424(_) => Protocol::Rfc5424,
@@ -67,16 +81,32 @@ pub fn parse(data: &[u8], received: Timestamp) -> SyslogMessage {
     let msg = parsed.msg.strip_prefix('\u{feff}').unwrap_or(parsed.msg);
     SyslogMessage {
         protocol,
-        facility: parsed.facility.map(|f| f as u8),
-        severity: parsed.severity.map(|s| s as u8),
+        facility: parsed.facility.map(|f| f as u8).or(pri.map(|p| p >> 3)),
+        severity: parsed.severity.map(|s| s as u8).or(pri.map(|p| p & 7)),
         timestamp,
-        hostname: parsed.hostname.map(str::to_owned),
+        // RouterOS sends no hostname; its topics (`firewall,info`) land in that place. A comma
+        // is never part of a hostname, so such a value is not one.
+        hostname: parsed
+            .hostname
+            .filter(|h| !h.contains(','))
+            .map(str::to_owned),
         app: parsed.appname.map(str::to_owned),
         procid: parsed.procid.map(|p| p.to_string()),
         msgid: parsed.msgid.map(str::to_owned),
         msg: msg.to_owned(),
         utf8,
     }
+}
+
+/// `<PRI>` at the start of `text` (0..=191), and what follows it.
+fn leading_pri(text: &str) -> Option<(u8, &str)> {
+    let rest = text.trim_start().strip_prefix('<')?;
+    let (digits, rest) = rest.split_once('>')?;
+    if digits.is_empty() || digits.len() > 3 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let value: u8 = digits.parse().ok()?;
+    (value <= 191).then_some((value, rest))
 }
 
 fn bangkok_year_month(at: Timestamp) -> (i32, u32) {
@@ -186,6 +216,21 @@ mod tests {
             "Rfc5424|1.6|2026-11-21T04:00:00Z|h|app|hello",
         );
         check("<14>1 - - - - - - bare", "Rfc5424|1.6|-|-|-|bare");
+    }
+
+    #[test]
+    fn odd_headers() {
+        // FortiOS default format: PRI, then key=value with no timestamp or host.
+        check(
+            "<189>date=2026-11-21 time=10:59:50 devname=\"FGT\"",
+            "Rfc3164|23.5|-|-|-|date=2026-11-21 time=10:59:50 devname=\"FGT\"",
+        );
+        // RouterOS: topics where the hostname would be.
+        check(
+            "<134>Nov 21 10:59:59 firewall,info forward: in:ether2 out:ether1",
+            "Rfc3164|16.6|2026-11-21T03:59:59Z|-|forward|in:ether2 out:ether1",
+        );
+        check("<999>x", "Rfc3164|-|-|-|-|<999>x");
     }
 
     #[test]
