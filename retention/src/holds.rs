@@ -62,6 +62,7 @@ pub fn holds(view: &View, now: Timestamp) -> Vec<HoldState> {
     for s in &mut out {
         s.active = s.released.is_none() && s.hold.until > now;
     }
+    out.sort_by_key(|s| s.hold.created);
     out
 }
 
@@ -249,8 +250,16 @@ pub fn plan_purge(view: &View, now: Timestamp, retention_days: u32) -> PurgePlan
         cutoff: Some(cutoff),
         ..PurgePlan::default()
     };
+    let newest = view.segments.last().map(|s| s.index.first_seq);
     for s in &view.segments {
         let name = segment::file_name(s.index.first_seq, s.index.last_seq);
+        if Some(s.index.first_seq) == newest {
+            plan.kept.push(Kept {
+                segment: name,
+                why: "the newest segment anchors the chain head".into(),
+            });
+            continue;
+        }
         let keep = |why: String| Kept {
             segment: name.clone(),
             why,

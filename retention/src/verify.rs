@@ -305,18 +305,22 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> Result<Report> {
     let mut fill_gap = |w: &mut Walk, upto: u64, place: &str| {
         while w.expected < upto {
             let Some(t) = tombstones.get(&w.expected) else {
+                let next = tombstones
+                    .range(w.expected + 1..upto)
+                    .next()
+                    .map_or(upto, |(k, _)| *k);
                 w.problem(
                     ProblemKind::Missing,
                     place.to_string(),
                     format!(
                         "batches {}..={} are missing: no segment holds them and no tombstone accounts for them (deleted?)",
                         w.expected,
-                        upto - 1
+                        next - 1
                     ),
                 );
-                w.expected = upto;
+                w.expected = next;
                 w.resync = true;
-                return;
+                continue;
             };
             if !w.resync && t.prev != w.prev {
                 w.problem(
@@ -417,6 +421,12 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> Result<Report> {
             );
         }
         bar.inc(std::fs::metadata(&path).map_or(0, |m| m.len()));
+    }
+
+    // Purges at the end of the sealed chain.
+    while let Some(t) = tombstones.get(&w.expected) {
+        let upto = t.last_seq + 1;
+        fill_gap(&mut w, upto, "end of the sealed chain");
     }
 
     // The live tail.
