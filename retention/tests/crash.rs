@@ -45,7 +45,13 @@ fn kill_9_during_sustained_appends_loses_no_acknowledged_record() {
     let mut last_acked = 0;
     for round in 0..4u64 {
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--ignored", "--exact", "crash_child", "--nocapture", "--test-threads=1"])
+            .args([
+                "--ignored",
+                "--exact",
+                "crash_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(CHILD_ENV, &dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -74,12 +80,17 @@ fn kill_9_during_sustained_appends_loses_no_acknowledged_record() {
         child.wait().unwrap();
         reader.join().unwrap();
         let acked = *acked.lock().unwrap();
-        assert!(acked > last_acked, "round {round}: the child acknowledged nothing");
+        assert!(
+            acked > last_acked,
+            "round {round}: the child acknowledged nothing"
+        );
 
         let store = Store::open(&dir, &opts()).unwrap();
-        let (hits, _) =
-            query::search(&store.view().unwrap(), &Query::between(Timestamp::MIN, Timestamp::MAX))
-                .unwrap();
+        let (hits, _) = query::search(
+            &store.view().unwrap(),
+            &Query::between(Timestamp::MIN, Timestamp::MAX),
+        )
+        .unwrap();
         let mut numbers: Vec<u64> = hits.iter().map(|h| h.record_no).collect();
         numbers.sort_unstable();
         assert!(
