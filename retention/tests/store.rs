@@ -434,3 +434,52 @@ fn every_search_and_attribution_is_logged_with_its_actor() {
     assert!(actions[0].starts_with("search --from"));
     assert!(actions[1].starts_with("attribute --ip 203.0.113.7 --port 1"));
 }
+
+#[test]
+fn status_shows_coverage_each_sources_last_record_and_its_gaps() {
+    let tmp = tempfile::tempdir().unwrap();
+    let start = t("2026-01-01T00:00:00Z");
+    let store = Store::init(tmp.path(), &opts_at(start)).unwrap();
+    let at = |r: &mut khetnet_retention::Record, mins: i64| {
+        r.event_time = start + SignedDuration::from_mins(mins);
+        r.receive_time = r.event_time;
+    };
+    // netflow/192.0.2.1 every 10 minutes for an hour, silent for 3 hours, then again.
+    let mut rs = Vec::new();
+    for m in (0..=60).step_by(10).chain([240, 250]) {
+        let mut r = flow(m as u32);
+        at(&mut r, m);
+        rs.push(r);
+    }
+    store.append(rs[..5].to_vec()).unwrap();
+    store.seal_now().unwrap();
+    store.append(rs[5..].to_vec()).unwrap();
+    let mut other = lease(ip("10.0.0.1"), "aa:aa:aa:aa:aa:aa", start);
+    at(&mut other, 2 * 24 * 60);
+    store.append(vec![other]).unwrap();
+
+    let st = store.status().unwrap();
+    assert_eq!(st.records, 10);
+    assert_eq!(st.segments, 1);
+    assert!((st.days_covered - 2.0).abs() < 1e-9, "{}", st.days_covered);
+    let netflow = st
+        .sources
+        .iter()
+        .find(|s| s.source == "netflow/192.0.2.1")
+        .unwrap();
+    assert_eq!(netflow.records, 9);
+    assert_eq!(netflow.last, Some(start + SignedDuration::from_mins(250)));
+    assert_eq!(
+        netflow.gaps,
+        vec![(
+            start + SignedDuration::from_mins(60),
+            start + SignedDuration::from_mins(240)
+        )]
+    );
+    let syslog = st
+        .sources
+        .iter()
+        .find(|s| s.source == "syslog_udp/192.0.2.9")
+        .unwrap();
+    assert_eq!((syslog.records, syslog.gaps.len()), (1, 0));
+}
