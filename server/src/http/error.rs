@@ -1,0 +1,150 @@
+//! The web layer's one error type: every failure leaves as `application/problem+json`
+//! (RFC 9457) with a human message. 5xx are logged with their cause and never echo internals.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::error::Error;
+
+#[derive(Debug)]
+pub enum ApiError {
+    /// The body or query could not be read at all (not JSON, wrong type).
+    BadRequest(String),
+    /// The input was readable but breaks a rule; names the field.
+    Invalid {
+        field: String,
+        message: String,
+    },
+    Unauthorized(String),
+    Forbidden,
+    NotFound,
+    Conflict(String),
+    TooManyRequests {
+        retry_after_secs: u64,
+    },
+    Internal(Error),
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Invalid { field, message } => ApiError::Invalid { field, message },
+            Error::NotFound => ApiError::NotFound,
+            Error::Conflict(message) => ApiError::Conflict(message),
+            other => ApiError::Internal(other),
+        }
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        ApiError::Internal(Error::Database(e))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, kind, title, detail, field) = match &self {
+            ApiError::BadRequest(m) => (
+                StatusCode::BAD_REQUEST,
+                "bad-request",
+                "Bad request",
+                m.clone(),
+                None,
+            ),
+            ApiError::Invalid { field, message } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-field",
+                "Invalid field",
+                format!("{field}: {message}"),
+                Some(field.as_str()),
+            ),
+            ApiError::Unauthorized(m) => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Unauthorized",
+                m.clone(),
+                None,
+            ),
+            ApiError::Forbidden => (
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "Forbidden",
+                "your role does not allow this; see docs/PERMISSIONS.md or ask an administrator"
+                    .into(),
+                None,
+            ),
+            ApiError::NotFound => (
+                StatusCode::NOT_FOUND,
+                "not-found",
+                "Not found",
+                "no such object".into(),
+                None,
+            ),
+            ApiError::Conflict(m) => (
+                StatusCode::CONFLICT,
+                "conflict",
+                "Conflict",
+                m.clone(),
+                None,
+            ),
+            ApiError::TooManyRequests { retry_after_secs } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too-many-requests",
+                "Too many requests",
+                format!(
+                    "too many attempts from your address; try again in {retry_after_secs} seconds"
+                ),
+                None,
+            ),
+            ApiError::Internal(e) => {
+                tracing::error!(error = %e, "request failed");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "Internal error",
+                    "the server could not complete the request; the error is in its log".into(),
+                    None,
+                )
+            }
+        };
+        let body = Problem {
+            kind: format!("/problems/{kind}"),
+            title,
+            status: status.as_u16(),
+            detail,
+            field,
+        };
+        let mut response = (status, axum::Json(body)).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if let ApiError::TooManyRequests { retry_after_secs } = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        }
+        if let ApiError::Unauthorized(_) = self {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"khetnet\""),
+            );
+        }
+        response
+    }
+}
+
+pub type ApiResult<T> = std::result::Result<T, ApiError>;
