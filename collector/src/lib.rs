@@ -4,8 +4,19 @@
 //! Invariant: nothing in this crate's library does I/O or links tokio. Listeners (UDP, TCP, TLS,
 //! RELP, RADIUS, NetFlow) are built on top: they receive bytes, hand them to a decoder here and
 //! write what comes back. Every decoder is total: a malformed packet or line becomes a
-//! [`Body::Raw`](khetnet_retention::record::Body::Raw) record with the bytes kept whole and the
+//! [`Body::Raw`] record with the bytes kept whole and the
 //! reason, never a panic and never an error that ends a connection.
+//!
+//! How a listener plugs in (it first asks [`source::AllowList::lookup`] whether the peer may
+//! send, and fills a [`Receipt`] with the receive time, input, peer and school):
+//!
+//! - syslog over UDP: each datagram to [`syslog::decode`].
+//! - syslog over TCP or TLS: one [`syslog::Framer`] per connection; each
+//!   [`syslog::Framed::Message`] to [`syslog::decode`], each [`syslog::Framed::Oversized`] head
+//!   to [`syslog::oversized`]; [`syslog::Framed::Incomplete`] means read more.
+//! - RADIUS accounting: each datagram to [`radius::decode`] with the client's secret; answer
+//!   with the [`radius::Outcome::Accepted`] response once the record is durable.
+//! - NetFlow/IPFIX: one [`netflow::FlowDecoder`] per exporter address, kept in a map.
 
 pub mod gateways;
 pub mod mac;

@@ -3,7 +3,7 @@
 //!
 //! A listener feeds datagrams (UDP) or framed messages ([`framing::Framer`], for TCP and TLS) to
 //! [`decode`]. Every message becomes exactly one record: the gateway's event when a
-//! [`gateways`](crate::gateways) parser recognises it, otherwise a raw record holding the bytes
+//! [`gateways`](mod@crate::gateways) parser recognises it, otherwise a raw record holding the bytes
 //! exactly as received.
 
 pub mod framing;
