@@ -213,6 +213,7 @@ fn csv_line(h: &Hit) -> String {
         Term::Ip(i) => ips.push(i.to_string()),
         Term::Mac(m) => macs.push(m.to_string()),
         Term::Port(p) => ports.push(p.to_string()),
+        Term::Endpoint(..) | Term::Assigned(_) => {}
     });
     let detail = match &r.body {
         // One record per line: line breaks inside raw data are escaped (JSON Lines keeps the bytes).

@@ -153,6 +153,7 @@ impl From<Filters> for Query {
             user: f.user,
             mac: f.mac.map(|m| m.to_ascii_lowercase()),
             school: f.school,
+            ..Query::default()
         }
     }
 }

@@ -26,6 +26,10 @@ pub struct Query {
     pub user: Option<String>,
     pub mac: Option<String>,
     pub school: Option<String>,
+    /// An address and port seen together in one flow or translation (attribution's NAT step).
+    pub endpoint: Option<(IpAddr, u16)>,
+    /// An address held by a session, lease or login (attribution's lease/session step).
+    pub assigned: Option<IpAddr>,
 }
 
 impl Query {
@@ -47,11 +51,13 @@ impl Query {
         {
             return false;
         }
-        let (mut ip, mut port, mut user, mut mac) = (
+        let (mut ip, mut port, mut user, mut mac, mut endpoint, mut assigned) = (
             self.ip.is_none(),
             self.port.is_none(),
             self.user.is_none(),
             self.mac.is_none(),
+            self.endpoint.is_none(),
+            self.assigned.is_none(),
         );
         r.for_each_term(|t| match t {
             Term::Ip(v) => ip |= self.ip == Some(v),
@@ -63,18 +69,32 @@ impl Query {
                     .as_deref()
                     .is_some_and(|m| m.eq_ignore_ascii_case(v))
             }
+            Term::Endpoint(a, p) => endpoint |= self.endpoint == Some((a, p)),
+            Term::Assigned(a) => assigned |= self.assigned == Some(a),
         });
-        ip && port && user && mac
+        ip && port && user && mac && endpoint && assigned
     }
 
-    /// The Bloom keys a segment must (maybe) hold to hold a match.
+    /// The Bloom keys a segment must maybe hold to hold a match.
     fn keys(&self) -> Vec<Vec<u8>> {
-        let mut keys = Vec::new();
+        let mut keys = self.block_keys();
         if let Some(ip) = self.ip {
             keys.push(segment::term_key(Term::Ip(ip)));
         }
         if let Some(p) = self.port {
             keys.push(segment::term_key(Term::Port(p)));
+        }
+        keys
+    }
+
+    /// The Bloom keys a block must maybe hold (those of [`segment::block_level`] terms).
+    fn block_keys(&self) -> Vec<Vec<u8>> {
+        let mut keys = Vec::new();
+        if let Some((a, p)) = self.endpoint {
+            keys.push(segment::term_key(Term::Endpoint(a, p)));
+        }
+        if let Some(a) = self.assigned {
+            keys.push(segment::term_key(Term::Assigned(a)));
         }
         if let Some(u) = &self.user {
             keys.push(segment::term_key(Term::User(u)));
@@ -103,6 +123,12 @@ impl Query {
         if let Some(v) = &self.school {
             s += &format!(" --school {v}");
         }
+        if let Some((a, p)) = self.endpoint {
+            s += &format!(" (endpoint {a}:{p})");
+        }
+        if let Some(a) = self.assigned {
+            s += &format!(" (assigned {a})");
+        }
         s
     }
 }
@@ -128,6 +154,7 @@ pub struct ScanStats {
 /// Calls `f` with every record matching `q`, in chain order.
 pub fn scan(view: &View, q: &Query, mut f: impl FnMut(Hit)) -> Result<ScanStats> {
     let keys = q.keys();
+    let block_keys = q.block_keys();
     let mut stats = ScanStats::default();
     let emit = |c: &Chained, f: &mut dyn FnMut(Hit)| {
         if let Content::Records { records } = &c.batch.content {
@@ -157,7 +184,9 @@ pub fn scan(view: &View, q: &Query, mut f: impl FnMut(Hit)) -> Result<ScanStats>
             Err(e) => return Err(Error::io(&s.path, e)),
         };
         for block in &idx.blocks {
-            if !block.event.overlaps(q.from, q.to) {
+            if !block.event.overlaps(q.from, q.to)
+                || !block_keys.iter().all(|k| block.filter.may_contain(k))
+            {
                 continue;
             }
             stats.blocks_read += 1;
@@ -222,10 +251,16 @@ pub fn attribute(view: &View, ip: IpAddr, port: Option<u16>, at: Timestamp) -> R
         scanned.segments_read += s.segments_read;
         scanned.blocks_read += s.blocks_read;
     };
-    let q = Query {
-        ip: Some(ip),
-        port,
-        ..Query::between(at - NAT_LOOKBACK, at + SignedDuration::from_mins(1))
+    let window = Query::between(at - NAT_LOOKBACK, at + SignedDuration::from_mins(1));
+    let q = match port {
+        Some(p) => Query {
+            endpoint: Some((ip, p)),
+            ..window
+        },
+        None => Query {
+            ip: Some(ip),
+            ..window
+        },
     };
     let (hits, s) = search(view, &q)?;
     add(s);
@@ -264,7 +299,7 @@ pub fn attribute(view: &View, ip: IpAddr, port: Option<u16>, at: Timestamp) -> R
     let mut inside = Vec::new();
     for inside_ip in chosen {
         let q = Query {
-            ip: Some(inside_ip),
+            assigned: Some(inside_ip),
             ..Query::between(at - LEASE_WINDOW, at + LEASE_WINDOW)
         };
         let (hits, s) = search(view, &q)?;

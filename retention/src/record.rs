@@ -203,11 +203,26 @@ pub enum Term<'a> {
     Port(u16),
     User(&'a str),
     Mac(&'a str),
+    /// An address and port seen together (a flow's or translation's end).
+    Endpoint(IpAddr, u16),
+    /// An address held by a person or device: a session's, lease's or login's IP.
+    Assigned(IpAddr),
 }
 
 impl Record {
-    /// Calls `f` with every IP, port, user and MAC the record names, in any role.
+    /// Calls `f` with every IP, port, user and MAC the record names, in any role, and with
+    /// its endpoints and assigned addresses.
     pub fn for_each_term<'a>(&'a self, mut f: impl FnMut(Term<'a>)) {
+        let endpoint = |a: Option<IpAddr>, p: Option<u16>, f: &mut dyn FnMut(Term<'a>)| {
+            if let (Some(a), Some(p)) = (a, p) {
+                f(Term::Endpoint(a, p));
+            }
+        };
+        let assigned = |a: Option<IpAddr>, f: &mut dyn FnMut(Term<'a>)| {
+            if let Some(a) = a {
+                f(Term::Assigned(a));
+            }
+        };
         let ip = |v: Option<IpAddr>, f: &mut dyn FnMut(Term<'a>)| {
             if let Some(v) = v {
                 f(Term::Ip(v));
@@ -222,6 +237,7 @@ impl Record {
             Body::Session(s) => {
                 f(Term::User(&s.user));
                 ip(s.ip, &mut f);
+                assigned(s.ip, &mut f);
                 if let Some(m) = &s.mac {
                     f(Term::Mac(m));
                 }
@@ -233,6 +249,9 @@ impl Record {
                 port(x.src_port, &mut f);
                 port(x.dst_port, &mut f);
                 port(x.nat_src_port, &mut f);
+                endpoint(Some(x.src_ip), x.src_port, &mut f);
+                endpoint(Some(x.dst_ip), x.dst_port, &mut f);
+                endpoint(x.nat_src_ip, x.nat_src_port, &mut f);
             }
             Body::Nat(n) => {
                 ip(Some(n.inside_ip), &mut f);
@@ -241,14 +260,19 @@ impl Record {
                 port(n.inside_port, &mut f);
                 port(n.outside_port, &mut f);
                 port(n.dst_port, &mut f);
+                endpoint(Some(n.inside_ip), n.inside_port, &mut f);
+                endpoint(Some(n.outside_ip), n.outside_port, &mut f);
+                endpoint(n.dst_ip, n.dst_port, &mut f);
             }
             Body::Lease(l) => {
                 ip(Some(l.ip), &mut f);
+                assigned(Some(l.ip), &mut f);
                 f(Term::Mac(&l.mac));
             }
             Body::Auth(a) => {
                 f(Term::User(&a.user));
                 ip(a.ip, &mut f);
+                assigned(a.ip, &mut f);
                 if let Some(m) = &a.mac {
                     f(Term::Mac(m));
                 }

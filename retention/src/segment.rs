@@ -27,8 +27,8 @@ use crate::record::Term;
 
 const HEAD_MAGIC: &[u8; 8] = b"KNSEG001";
 const TAIL_MAGIC: &[u8; 8] = b"KNSEGEND";
-/// Raw bytes of frames gathered into one compressed block.
-const BLOCK_RAW_BYTES: usize = 1 << 20;
+/// Raw bytes of frames gathered into one compressed block (a batch is never split).
+const BLOCK_RAW_BYTES: usize = 256 << 10;
 
 /// A time range, empty until a time is added.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,6 +68,50 @@ pub struct BlockIndex {
     pub last_seq: u64,
     pub records: u64,
     pub event: Span,
+    /// Bloom filter over the block's users, MACs, endpoints and assigned addresses: the terms
+    /// point queries and attribution look for.
+    pub filter: Bloom,
+}
+
+/// Terms indexed per block as well as per segment.
+pub fn block_level(t: &Term<'_>) -> bool {
+    matches!(
+        t,
+        Term::User(_) | Term::Mac(_) | Term::Endpoint(..) | Term::Assigned(_)
+    )
+}
+
+/// The index entry of a block at `offset` (`len` bytes packed) holding `batches`.
+pub fn block_index(offset: u64, len: u64, batches: &[Chained]) -> BlockIndex {
+    let mut event = Span::default();
+    let mut records = 0;
+    let mut keys = BTreeSet::new();
+    for c in batches {
+        if let Content::Records { records: rs } = &c.batch.content {
+            for r in rs {
+                event.add(r.event_time);
+                r.for_each_term(|t| {
+                    if block_level(&t) {
+                        keys.insert(term_key(t));
+                    }
+                });
+            }
+            records += rs.len() as u64;
+        }
+    }
+    let mut filter = Bloom::with_params(keys.len(), 16, 11);
+    for k in &keys {
+        filter.insert(k);
+    }
+    BlockIndex {
+        offset,
+        len,
+        first_seq: batches.first().map_or(0, |c| c.batch.seq),
+        last_seq: batches.last().map_or(0, |c| c.batch.seq),
+        records,
+        event,
+        filter,
+    }
 }
 
 /// The footer of a segment.
@@ -206,6 +250,8 @@ pub fn term_key(t: Term<'_>) -> Vec<u8> {
         Term::Port(p) => format!("p{p}").into_bytes(),
         Term::User(u) => format!("u{u}").into_bytes(),
         Term::Mac(m) => format!("m{}", m.to_ascii_lowercase()).into_bytes(),
+        Term::Endpoint(ip, p) => format!("e{ip}:{p}").into_bytes(),
+        Term::Assigned(ip) => format!("a{ip}").into_bytes(),
     }
 }
 
@@ -219,29 +265,18 @@ pub fn write(dir: &Path, raw: &[u8], batches: &[Chained]) -> Result<(PathBuf, Se
     while i < batches.len() {
         let start = i;
         let mut plain = Vec::new();
-        let mut event = Span::default();
-        let mut records = 0;
         while i < batches.len() && (plain.is_empty() || plain.len() < BLOCK_RAW_BYTES) {
             let c = &batches[i];
             plain.extend_from_slice(&raw[c.offset as usize..(c.offset + c.len) as usize]);
-            if let Content::Records { records: rs } = &c.batch.content {
-                for r in rs {
-                    event.add(r.event_time);
-                }
-                records += rs.len() as u64;
-            }
             builder.add(c);
             i += 1;
         }
         let packed = lz4_flex::compress_prepend_size(&plain);
-        blocks.push(BlockIndex {
-            offset: out.len() as u64,
-            len: packed.len() as u64,
-            first_seq: batches[start].batch.seq,
-            last_seq: batches[i - 1].batch.seq,
-            records,
-            event,
-        });
+        blocks.push(block_index(
+            out.len() as u64,
+            packed.len() as u64,
+            &batches[start..i],
+        ));
         out.extend_from_slice(&packed);
     }
     let index = builder.finish(blocks);
@@ -351,11 +386,15 @@ pub struct Bloom {
 }
 
 impl Bloom {
+    /// About 1% false positives.
     pub fn with_capacity(n: usize) -> Bloom {
-        let bytes = (n * 10).div_ceil(8).max(8);
+        Bloom::with_params(n, 10, 7)
+    }
+
+    pub fn with_params(n: usize, bits_per_key: usize, k: u32) -> Bloom {
         Bloom {
-            k: 7,
-            bits: vec![0; bytes],
+            k,
+            bits: vec![0; (n * bits_per_key).div_ceil(8).max(8)],
         }
     }
 

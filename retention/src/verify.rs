@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::batch::{self, Content, Hash, Tombstone};
 use crate::error::{Error, Result};
-use crate::segment::{self, BlockIndex, Chained, IndexBuilder, Span};
+use crate::segment::{self, Chained, IndexBuilder};
 use crate::signing;
 use crate::store::{self, HeadFile, MIN_RETENTION_DAYS, Meta};
 
@@ -386,24 +386,11 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> Result<Report> {
         for block in &idx.blocks {
             match segment::read_block(&mut file, &path, block) {
                 Ok(batches) => {
-                    let mut event = Span::default();
-                    let mut records = 0;
                     for c in &batches {
                         w.batch(&name, c);
                         builder.add(c);
-                        if let Content::Records { records: rs } = &c.batch.content {
-                            rs.iter().for_each(|r| event.add(r.event_time));
-                            records += rs.len() as u64;
-                        }
                     }
-                    blocks.push(BlockIndex {
-                        offset: block.offset,
-                        len: block.len,
-                        first_seq: batches.first().map_or(0, |c| c.batch.seq),
-                        last_seq: batches.last().map_or(0, |c| c.batch.seq),
-                        records,
-                        event,
-                    });
+                    blocks.push(segment::block_index(block.offset, block.len, &batches));
                 }
                 Err(e) => {
                     readable = false;
