@@ -73,7 +73,11 @@ fn event_time(pairs: &[(&str, &str)]) -> Option<Timestamp> {
     let date = lookup(pairs, "date")?;
     let time = lookup(pairs, "time")?;
     let tz = match lookup(pairs, "tz") {
-        Some(tz) if tz.len() == 5 && (tz.starts_with('+') || tz.starts_with('-')) => {
+        Some(tz)
+            if tz.len() == 5
+                && (tz.starts_with('+') || tz.starts_with('-'))
+                && tz[1..].bytes().all(|b| b.is_ascii_digit()) =>
+        {
             format!("{}:{}", &tz[..3], &tz[3..])
         }
         Some(tz) => tz.to_owned(),
@@ -105,6 +109,19 @@ mod tests {
         check(
             r#"type=traffic srcip=10.0.0.7 dstip=8.8.8.8 proto=1 action=deny"#,
             "flow p=1 10.0.0.7>8.8.8.8 bytes=- pkts=- nat=- act=deny start=- end=- exp=-",
+        );
+    }
+
+    #[test]
+    fn fortigate_odd_zones() {
+        // A zone that is not +HHMM is passed to the timestamp parser as is, or yields no time.
+        check(
+            r#"date=2026-11-21 time=11:00:00 tz="+07:00" type=traffic srcip=10.0.0.7 dstip=8.8.8.8 proto=1"#,
+            "flow p=1 10.0.0.7>8.8.8.8 bytes=- pkts=- nat=- act=- start=- end=- exp=- @2026-11-21T04:00:00Z",
+        );
+        check(
+            r#"date=2026-11-21 time=11:00:00 tz="+กx" type=traffic srcip=10.0.0.7 dstip=8.8.8.8 proto=1"#,
+            "flow p=1 10.0.0.7>8.8.8.8 bytes=- pkts=- nat=- act=- start=- end=- exp=-",
         );
     }
 
