@@ -274,7 +274,9 @@ pub fn plan_purge(view: &View, now: Timestamp, retention_days: u32) -> PurgePlan
                 continue;
             }
         }
-        if let Some(h) = active.iter().find(|h| hold_touches(h, &s.index)) {
+        // Unloadable filters answer "maybe": the segment is kept.
+        let index = s.with_filters().unwrap_or_else(|_| s.index.clone());
+        if let Some(h) = active.iter().find(|h| hold_touches(h, &index)) {
             plan.kept.push(keep(format!(
                 "under hold {} (case {}) until {}",
                 h.id, h.case, h.until

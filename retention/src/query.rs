@@ -171,9 +171,25 @@ pub fn scan(view: &View, q: &Query, mut f: impl FnMut(Hit)) -> Result<ScanStats>
     };
     for s in &view.segments {
         stats.segments += 1;
-        let idx = &s.index;
-        if !idx.event.overlaps(q.from, q.to) || !segment::may_hold(idx, &keys, q.school.as_deref())
-        {
+        if !s.index.event.overlaps(q.from, q.to) {
+            continue;
+        }
+        let loaded;
+        let idx = if keys.is_empty() {
+            &s.index
+        } else {
+            match s.with_filters() {
+                Ok(i) => {
+                    loaded = i;
+                    &loaded
+                }
+                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        if !segment::may_hold(idx, &keys, q.school.as_deref()) {
             continue;
         }
         stats.segments_read += 1;

@@ -279,7 +279,17 @@ pub fn write(dir: &Path, raw: &[u8], batches: &[Chained]) -> Result<(PathBuf, Se
         ));
         out.extend_from_slice(&packed);
     }
-    let index = builder.finish(blocks);
+    let mut index = builder.finish(blocks);
+    for b in index
+        .blocks
+        .iter_mut()
+        .map(|b| &mut b.filter)
+        .chain(std::iter::once(&mut index.filter))
+    {
+        b.offset = out.len() as u64;
+        b.len = b.bits.len() as u64;
+        out.extend_from_slice(&b.bits);
+    }
     let footer = serde_json::to_vec(&index).map_err(|source| Error::Encode {
         what: "segment index",
         source,
@@ -377,12 +387,18 @@ pub fn decode_all(buf: &[u8]) -> Result<Vec<Chained>, (usize, String)> {
     Ok(out)
 }
 
-/// A Bloom filter: "maybe present" or "certainly absent", about 1% false positives.
+/// A Bloom filter: "maybe present" or "certainly absent".
+///
+/// In a segment footer only `k` and where the bits lie in the file are written; the bits are
+/// read by [`read_filters`]. A filter whose bits are not loaded answers "maybe" to everything,
+/// so a forgotten load costs speed, never a missed record or a purge of held data.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Bloom {
     k: u32,
-    #[serde(with = "hex_bytes")]
+    #[serde(skip)]
     bits: Vec<u8>,
+    offset: u64,
+    len: u64,
 }
 
 impl Bloom {
@@ -395,6 +411,8 @@ impl Bloom {
         Bloom {
             k,
             bits: vec![0; (n * bits_per_key).div_ceil(8).max(8)],
+            offset: 0,
+            len: 0,
         }
     }
 
@@ -429,15 +447,44 @@ fn fnv1a(seed: u64, bytes: &[u8]) -> u64 {
     h
 }
 
-mod hex_bytes {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&hex::encode(b))
+/// Loads the bits of the segment's and its blocks' filters (one read of the filter section).
+pub fn read_filters(path: &Path, index: &mut SegmentIndex) -> Result<()> {
+    let refs = std::iter::once(&index.filter).chain(index.blocks.iter().map(|b| &b.filter));
+    let start = refs.clone().map(|f| f.offset).min().unwrap_or(0);
+    let end = refs.map(|f| f.offset + f.len).max().unwrap_or(0);
+    let mut f = File::open(path).map_err(|e| Error::io(path, e))?;
+    let size = f.metadata().map_err(|e| Error::io(path, e))?.len();
+    if start > end || end > size {
+        return Err(Error::Corrupt {
+            path: path.to_owned(),
+            reason: format!(
+                "the footer places filters at bytes {start}..{end} of a {size}-byte file"
+            ),
+        });
     }
+    let mut buf = vec![0u8; (end - start) as usize];
+    f.seek(SeekFrom::Start(start))
+        .and_then(|_| f.read_exact(&mut buf))
+        .map_err(|e| Error::io(path, e))?;
+    let fill = |b: &mut Bloom| {
+        let at = (b.offset - start) as usize;
+        b.bits = buf[at..at + b.len as usize].to_vec();
+    };
+    fill(&mut index.filter);
+    for block in &mut index.blocks {
+        fill(&mut block.filter);
+    }
+    Ok(())
+}
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        hex::decode(String::deserialize(d)?).map_err(serde::de::Error::custom)
+/// Copies where `from`'s filters lie in the file onto `to`'s, so that two indexes compare by
+/// their filters' bits.
+pub fn same_places(to: &mut SegmentIndex, from: &SegmentIndex) {
+    to.filter.offset = from.filter.offset;
+    to.filter.len = from.filter.len;
+    for (a, b) in to.blocks.iter_mut().zip(&from.blocks) {
+        a.filter.offset = b.filter.offset;
+        a.filter.len = b.filter.len;
     }
 }
 

@@ -874,6 +874,15 @@ pub struct SegmentRef {
     pub index: SegmentIndex,
 }
 
+impl SegmentRef {
+    /// The index with its Bloom filters loaded, for pruning by IP, port, user or MAC.
+    pub fn with_filters(&self) -> Result<SegmentIndex> {
+        let mut index = self.index.clone();
+        segment::read_filters(&self.path, &mut index)?;
+        Ok(index)
+    }
+}
+
 /// A consistent picture of the store on disk: its segments, the live tail and the inbox.
 pub struct View {
     pub segments: Vec<SegmentRef>,

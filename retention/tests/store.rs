@@ -483,3 +483,47 @@ fn status_shows_coverage_each_sources_last_record_and_its_gaps() {
         .unwrap();
     assert_eq!((syslog.records, syslog.gaps.len()), (1, 0));
 }
+
+#[test]
+fn attribution_reads_only_the_blocks_that_hold_the_endpoint_and_the_assigned_address() {
+    let tmp = tempfile::tempdir().unwrap();
+    let at = t("2026-01-01T00:30:00Z");
+    let store = Store::init(tmp.path(), &opts_at(at)).unwrap();
+    let public = ip("203.0.113.9");
+    // 60 batches of 200 NAT records each (several blocks), all within the NAT look-back,
+    // and one lease in the middle.
+    for b in 0..60u32 {
+        let mut rs: Vec<_> = (0..200u32)
+            .map(|i| {
+                let n = b * 200 + i;
+                nat(
+                    ip(&format!("10.3.{}.{}", n / 256 % 256, n % 256)),
+                    public,
+                    (1024 + n) as u16,
+                    at - SignedDuration::from_secs(i64::from(n % 500)),
+                )
+            })
+            .collect();
+        if b == 30 {
+            rs.push(lease(
+                ip("10.3.23.112"),
+                "aa:bb:cc:dd:ee:ff",
+                at - SignedDuration::from_mins(5),
+            ));
+        }
+        store.append(rs).unwrap();
+    }
+    store.seal_now().unwrap();
+    let view = store.view().unwrap();
+    let blocks = view.segments[0].index.blocks.len() as u64;
+    assert!(blocks >= 5, "{blocks} blocks");
+    // n = 6000 is 10.3.23.112 -> 203.0.113.9:7024.
+    let a = query::attribute(&view, public, Some(7024), at).unwrap();
+    assert_eq!(a.inside[0].ip, ip("10.3.23.112"));
+    assert_eq!(a.inside[0].macs, vec!["aa:bb:cc:dd:ee:ff".to_string()]);
+    assert!(
+        a.scanned.blocks_read <= 3,
+        "read {} of {blocks} blocks twice over",
+        a.scanned.blocks_read
+    );
+}

@@ -102,17 +102,39 @@ fn a_flipped_byte_in_a_segment_is_named() {
     );
 }
 
+/// Where a segment's footer (JSON) starts.
+fn footer_start(bytes: &[u8]) -> usize {
+    let n = bytes.len();
+    let len = u64::from_le_bytes(bytes[n - 16..n - 8].try_into().unwrap()) as usize;
+    n - 16 - len
+}
+
 #[test]
 fn an_edited_segment_index_is_named() {
+    // A bit set in a Bloom filter, and a footer claiming fewer records.
+    check(
+        |dir| {
+            let seg = &segments(dir)[0];
+            let at = footer_start(&std::fs::read(seg).unwrap()) - 1;
+            flip(seg, at);
+            name(seg)
+        },
+        ProblemKind::Altered,
+    );
     check(
         |dir| {
             let seg = &segments(dir)[0];
             let bytes = std::fs::read(seg).unwrap();
-            let at = bytes.windows(8).rposition(|w| w == b"\"bits\":\"").unwrap() + 8;
+            let at = footer_start(&bytes);
+            let footer = String::from_utf8(bytes[at..bytes.len() - 16].to_vec()).unwrap();
+            let edited = footer.replacen("\"records\":200", "\"records\":199", 1);
+            assert_ne!(footer, edited);
+            let mut out = bytes[..at].to_vec();
+            out.extend_from_slice(edited.as_bytes());
+            out.extend_from_slice(&(edited.len() as u64).to_le_bytes());
+            out.extend_from_slice(b"KNSEGEND");
             writable(seg);
-            let mut b = bytes;
-            b[at] = if b[at] == b'0' { b'1' } else { b'0' };
-            std::fs::write(seg, b).unwrap();
+            std::fs::write(seg, out).unwrap();
             name(seg)
         },
         ProblemKind::Altered,
