@@ -171,39 +171,34 @@ pub fn scan(view: &View, q: &Query, mut f: impl FnMut(Hit)) -> Result<ScanStats>
     };
     for s in &view.segments {
         stats.segments += 1;
-        if !s.index.event.overlaps(q.from, q.to) {
+        let idx = &s.index;
+        if !idx.event.overlaps(q.from, q.to)
+            || q.school.as_ref().is_some_and(|x| !idx.schools.contains(x))
+        {
             continue;
         }
-        let loaded;
-        let idx = if keys.is_empty() {
-            &s.index
-        } else {
-            match s.with_filters() {
-                Ok(i) => {
-                    loaded = i;
-                    &loaded
-                }
-                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-                    continue;
-                }
-                Err(e) => return Err(e),
-            }
-        };
-        if !segment::may_hold(idx, &keys, q.school.as_deref()) {
-            continue;
-        }
-        stats.segments_read += 1;
         let mut file = match std::fs::File::open(&s.path) {
             Ok(f) => f,
             // Purged between loading the view and reading it.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(Error::io(&s.path, e)),
         };
-        for block in &idx.blocks {
-            if !block.event.overlaps(q.from, q.to)
-                || !block_keys.iter().all(|k| block.filter.may_contain(k))
-            {
+        if !keys.is_empty() {
+            let filter = segment::load_filter(&mut file, &s.path, &idx.filter)?;
+            if !keys.iter().all(|k| filter.may_contain(k)) {
                 continue;
+            }
+        }
+        stats.segments_read += 1;
+        for block in &idx.blocks {
+            if !block.event.overlaps(q.from, q.to) {
+                continue;
+            }
+            if !block_keys.is_empty() {
+                let filter = segment::load_filter(&mut file, &s.path, &block.filter)?;
+                if !block_keys.iter().all(|k| filter.may_contain(k)) {
+                    continue;
+                }
             }
             stats.blocks_read += 1;
             for c in segment::read_block(&mut file, &s.path, block)? {

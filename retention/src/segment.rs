@@ -477,6 +477,27 @@ pub fn read_filters(path: &Path, index: &mut SegmentIndex) -> Result<()> {
     Ok(())
 }
 
+/// Loads the bits of one filter from an open segment file.
+pub fn load_filter(file: &mut File, path: &Path, filter: &Bloom) -> Result<Bloom> {
+    let mut bits = vec![0u8; filter.len as usize];
+    file.seek(SeekFrom::Start(filter.offset))
+        .and_then(|_| file.read_exact(&mut bits))
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => Error::Corrupt {
+                path: path.to_owned(),
+                reason: format!(
+                    "a filter at byte {} lies past the end of the file",
+                    filter.offset
+                ),
+            },
+            _ => Error::io(path, e),
+        })?;
+    Ok(Bloom {
+        bits,
+        ..filter.clone()
+    })
+}
+
 /// Copies where `from`'s filters lie in the file onto `to`'s, so that two indexes compare by
 /// their filters' bits.
 pub fn same_places(to: &mut SegmentIndex, from: &SegmentIndex) {
@@ -486,12 +507,6 @@ pub fn same_places(to: &mut SegmentIndex, from: &SegmentIndex) {
         a.filter.offset = b.filter.offset;
         a.filter.len = b.filter.len;
     }
-}
-
-/// A record matched against a segment's filter: false only when it cannot be there.
-pub fn may_hold(index: &SegmentIndex, keys: &[Vec<u8>], school: Option<&str>) -> bool {
-    keys.iter().all(|k| index.filter.may_contain(k))
-        && school.is_none_or(|s| index.schools.contains(s))
 }
 
 #[cfg(test)]
