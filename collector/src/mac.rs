@@ -62,6 +62,7 @@ pub fn normalise(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn check(input: &str, expected: Option<&str>) {
         assert_eq!(normalise(input).as_deref(), expected, "input {input:?}");
@@ -89,5 +90,26 @@ mod tests {
         check("10.0.0.5:51234", None);
         check("student1", None);
         check("ผู้ใช้ทดสอบ", None);
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics_and_output_is_canonical(text in "\\PC{0,20}") {
+            if let Some(mac) = normalise(&text) {
+                prop_assert_eq!(mac.len(), 17);
+                prop_assert_eq!(normalise(&mac), Some(mac.clone()));
+                prop_assert!(!mac.bytes().any(|b| b.is_ascii_uppercase()));
+            }
+        }
+
+        #[test]
+        fn every_notation_of_one_address_agrees(octets in any::<[u8; 6]>()) {
+            let hex: Vec<String> = octets.iter().map(|o| format!("{o:02X}")).collect();
+            let canonical = hex.join(":").to_ascii_lowercase();
+            let cisco = format!("{}{}.{}{}.{}{}", hex[0], hex[1], hex[2], hex[3], hex[4], hex[5]);
+            for notation in [hex.join(":"), hex.join("-"), hex.concat(), cisco] {
+                prop_assert_eq!(normalise(&notation), Some(canonical.clone()));
+            }
+        }
     }
 }

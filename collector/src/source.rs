@@ -197,6 +197,7 @@ fn mask_u128(prefix: u8) -> u128 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     const LIST: &str = "10.0.0.0/8, 10.1.0.0/16=1010100001, 10.1.2.0/24=1010100002, \
                         192.0.2.7=1010100003, 2001:db8::/32=1010100004";
@@ -261,5 +262,22 @@ mod tests {
         let list = AllowList::parse("10.1.0.0/16=1010100001,192.0.2.7").unwrap();
         let shown: Vec<String> = list.entries().iter().map(ToString::to_string).collect();
         assert_eq!(shown, ["10.1.0.0/16=1010100001", "192.0.2.7/32"]);
+    }
+
+    proptest! {
+        #[test]
+        fn parse_never_panics(list in "\\PC{0,80}") {
+            let _ = AllowList::parse(&list);
+        }
+
+        /// Against a model: an address matches `a.b.c.d/p` exactly when its first p bits agree.
+        #[test]
+        fn v4_prefix_matches_model(net in any::<u32>(), prefix in 0u8..=32, ip in any::<u32>()) {
+            let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - prefix) };
+            let network = std::net::Ipv4Addr::from(net & mask);
+            let list = AllowList::parse(&format!("{network}/{prefix}=S")).unwrap();
+            let expected = (ip & mask == net & mask).then_some(Some("S"));
+            prop_assert_eq!(list.lookup(IpAddr::V4(ip.into())), expected);
+        }
     }
 }
