@@ -38,6 +38,7 @@ mod attr {
     pub const NAS_IP_ADDRESS: u8 = 4;
     pub const FRAMED_IP_ADDRESS: u8 = 8;
     pub const CALLING_STATION_ID: u8 = 31;
+    pub const PROXY_STATE: u8 = 33;
     pub const NAS_IDENTIFIER: u8 = 32;
     pub const ACCT_STATUS_TYPE: u8 = 40;
     pub const ACCT_DELAY_TIME: u8 = 41;
@@ -97,6 +98,9 @@ pub struct AccountingRequest {
     pub terminate_cause: Option<u32>,
     pub event_timestamp: Option<Timestamp>,
     pub delay_secs: Option<u32>,
+    /// Proxy-State attributes, in order: a RADIUS proxy in front of us needs them echoed in the
+    /// response (RFC 2865 §5.33).
+    pub proxy_states: Vec<Vec<u8>>,
 }
 
 /// What to do with one received datagram.
@@ -166,7 +170,7 @@ pub fn decode(packet: &[u8], secret: &[u8], receipt: &Receipt) -> Outcome {
             receipt.raw(event_time, RAW_PROTOCOL, packet, Some(&reason))
         }
     };
-    let response = response(request.identifier, &request.authenticator, secret);
+    let response = request.response(secret);
     Outcome::Accepted {
         request: Box::new(request),
         record,
@@ -211,15 +215,37 @@ fn verify_request(packet: &[u8], secret: &[u8]) -> bool {
     expected == packet[4..HEADER_LEN]
 }
 
-/// The Accounting-Response (code 5, no attributes) answering request `identifier`.
-pub fn response(identifier: u8, request_authenticator: &[u8; 16], secret: &[u8]) -> Vec<u8> {
-    let mut out = vec![CODE_ACCOUNTING_RESPONSE, identifier, 0, HEADER_LEN as u8];
+/// The Accounting-Response (code 5) answering request `identifier`, echoing the request's
+/// Proxy-State attributes. States that cannot be an attribute (over 253 octets) or would take
+/// the packet past 4096 octets cannot have come from a request and are left out.
+fn response(
+    identifier: u8,
+    request_authenticator: &[u8; 16],
+    proxy_states: &[Vec<u8>],
+    secret: &[u8],
+) -> Vec<u8> {
+    let mut attributes = Vec::new();
+    for state in proxy_states {
+        let Ok(len) = u8::try_from(state.len() + 2) else {
+            continue;
+        };
+        if HEADER_LEN + attributes.len() + usize::from(len) > MAX_PACKET_LEN {
+            break;
+        }
+        attributes.extend_from_slice(&[attr::PROXY_STATE, len]);
+        attributes.extend_from_slice(state);
+    }
+    let len = u16::try_from(HEADER_LEN + attributes.len()).unwrap_or(u16::MAX);
+    let mut out = vec![CODE_ACCOUNTING_RESPONSE, identifier];
+    out.extend_from_slice(&len.to_be_bytes());
     let mut md5 = Md5::new();
     md5.update(&out);
     md5.update(request_authenticator);
+    md5.update(&attributes);
     md5.update(secret);
     let authenticator: [u8; 16] = md5.finalize().into();
     out.extend_from_slice(&authenticator);
+    out.extend_from_slice(&attributes);
     out
 }
 
@@ -263,6 +289,7 @@ fn parse_attributes(packet: &[u8]) -> Result<AccountingRequest, String> {
                 request.framed_ip = Some(ipv6(value, kind)?)
             }
             attr::CALLING_STATION_ID => request.calling_station = Some(text()),
+            attr::PROXY_STATE => request.proxy_states.push(value.to_vec()),
             attr::NAS_IDENTIFIER => request.nas_identifier = Some(text()),
             attr::ACCT_STATUS_TYPE => request.status = Some(StatusType::from(int()?)),
             attr::ACCT_DELAY_TIME => request.delay_secs = Some(int()?),
@@ -310,6 +337,16 @@ fn ipv6(value: &[u8], kind: u8) -> Result<IpAddr, String> {
 }
 
 impl AccountingRequest {
+    /// The Accounting-Response to send once this request's record is durable.
+    pub fn response(&self, secret: &[u8]) -> Vec<u8> {
+        response(
+            self.identifier,
+            &self.authenticator,
+            &self.proxy_states,
+            secret,
+        )
+    }
+
     /// The session record this request reports, if it is a Start, Interim-Update or Stop with
     /// a User-Name.
     pub fn session(&self) -> Option<Session> {
@@ -379,6 +416,11 @@ mod tests {
     /// 10.5.0.1, identifier 0x2a, secret `testing123`.
     const START_PACKET: &str = "042a004d64019879a4f1796ee4d3c58a26641cdd280600000001010a73747564656e74312c0a383132303030303108060a0532091f1341412d42422d43432d44442d45452d303104060a050001";
     const START_RESPONSE_AUTHENTICATOR: &str = "0ff35991b9edb8e00278ee2d2854f55d";
+    /// Also from hashlib: a Stop for student1, identifier 0x2b, with two Proxy-State
+    /// attributes, and the whole Accounting-Response that echoes them.
+    const PROXIED_STOP: &str = "042b0032906817be9d5c4b30666f035ced22e6ef280600000002010a73747564656e7431210b010270726f78792d61210342";
+    const PROXIED_RESPONSE: &str =
+        "052b00220a3bdecd1efd53c83b97fb114656c4ac210b010270726f78792d61210342";
 
     fn receipt() -> Receipt {
         Receipt {
@@ -501,6 +543,15 @@ mod tests {
             rest = &rest[len..];
         }
         assert_eq!(request(0x2a, &rebuilt, SECRET), packet);
+    }
+
+    #[test]
+    fn proxy_state_is_echoed() {
+        let outcome = decode(&hex(PROXIED_STOP), SECRET, &receipt());
+        let Outcome::Accepted { response, .. } = outcome else {
+            panic!("not accepted: {outcome:?}");
+        };
+        assert_eq!(response, hex(PROXIED_RESPONSE));
     }
 
     #[test]

@@ -317,6 +317,27 @@ pub(crate) mod tests {
         check("ผู้ใช้ทดสอบ 10.0.0.5", "none");
     }
 
+    #[test]
+    fn recognised_by_names_the_parser() {
+        let name = |text| {
+            recognised_by(&Line {
+                time: TIME.parse().unwrap(),
+                host: None,
+                app: None,
+                text,
+            })
+        };
+        assert_eq!(
+            name("DHCPACK(br0) 10.0.0.5 aa:bb:cc:dd:ee:ff"),
+            Some("dnsmasq")
+        );
+        assert_eq!(
+            name("IN=eth0 OUT= SRC=10.0.0.5 DST=1.2.3.4 LEN=60 PROTO=UDP SPT=1 DPT=2"),
+            Some("netfilter")
+        );
+        assert_eq!(name("hello"), None);
+    }
+
     proptest! {
         #[test]
         fn never_panics(text in "\\PC{0,200}") {
