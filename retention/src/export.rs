@@ -100,7 +100,14 @@ impl Store {
         )?;
         fsutil::create_dir(out)?;
         let view = self.view()?;
-        let bar = crate::verify::progress_bar(progress, view.segments.len() as u64 + 1);
+        let bar = if progress {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_message(format!("searching {} segments", view.segments.len()));
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            bar
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
         let (hits, _) = query::search(&view, q)?;
         bar.finish_and_clear();
         let name = match format {
