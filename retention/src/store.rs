@@ -127,6 +127,9 @@ pub struct Meta {
     pub format: String,
     pub created: Timestamp,
     pub public_key: String,
+    /// The longest retention any opener asked for: every later opener keeps at least this.
+    #[serde(default)]
+    pub retention_days: u32,
 }
 
 const FORMAT: &str = "khetnet-retention/1";
@@ -241,6 +244,7 @@ impl Store {
             format: FORMAT.into(),
             created: opts.clock.now(),
             public_key: keys.public_hex(),
+            retention_days: opts.retention_days,
         };
         let json = serde_json::to_vec_pretty(&meta).map_err(|source| Error::Encode {
             what: "store.json",
@@ -290,9 +294,20 @@ impl Store {
             return Err(Error::NotAStore(dir.to_owned()));
         }
         let keys = Keys::load(dir)?;
+        let mut meta: Meta = serde_json::from_slice(
+            &std::fs::read(&meta_path).map_err(|e| Error::io(&meta_path, e))?,
+        )
+        .map_err(|e| Error::Corrupt {
+            path: meta_path.clone(),
+            reason: format!("store.json does not parse: {e}"),
+        })?;
+        // A CLI run with the default 90 days must not purge what the collector keeps longer.
+        let mut opts = opts.clone();
+        let raise = opts.retention_days > meta.retention_days;
+        opts.retention_days = opts.retention_days.max(meta.retention_days);
         let mut store = Store {
             dir: dir.to_owned(),
-            opts: opts.clone(),
+            opts,
             keys,
             writer: None,
             recovery: None,
@@ -311,6 +326,14 @@ impl Store {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => return Ok((store, true)),
             Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&lock_path, e)),
+        }
+        if raise {
+            meta.retention_days = store.opts.retention_days;
+            let json = serde_json::to_vec_pretty(&meta).map_err(|source| Error::Encode {
+                what: "store.json",
+                source,
+            })?;
+            fsutil::write_atomic(&meta_path, &json)?;
         }
         let (writer, recovery) = store.recover(lock)?;
         store.writer = Some(Mutex::new(writer));

@@ -527,3 +527,38 @@ fn attribution_reads_only_the_blocks_that_hold_the_endpoint_and_the_assigned_add
         a.scanned.blocks_read
     );
 }
+
+#[test]
+fn a_crash_between_writing_a_segment_and_emptying_the_tail_duplicates_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = opts_at(t("2026-01-01T00:00:00Z"));
+    let store = Store::init(tmp.path(), &opts).unwrap();
+    store.append((0..10).map(flow).collect()).unwrap();
+    store.append((10..20).map(flow).collect()).unwrap();
+    let live = tmp.path().join(LIVE_FILE);
+    let before_seal = std::fs::read(&live).unwrap();
+    store.seal_now().unwrap();
+    drop(store);
+    // The segment is in place but the live tail still holds its batches (without the
+    // signature the seal added).
+    std::fs::write(&live, &before_seal).unwrap();
+    let store = Store::open(tmp.path(), &opts).unwrap();
+    assert_eq!(all(&store.view().unwrap()), (0..20).collect::<Vec<_>>());
+    let r = store.append(vec![flow(20)]).unwrap();
+    assert_eq!(r.chained.unwrap().first_record, 20);
+    store.sign_now().unwrap();
+    let report = verify(tmp.path(), &VerifyOptions::default()).unwrap();
+    assert!(report.intact, "{:#?}", report.problems);
+}
+
+#[test]
+fn the_longest_retention_asked_for_sticks_to_the_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let long = Options {
+        retention_days: 365,
+        ..opts_at(t("2026-01-01T00:00:00Z"))
+    };
+    drop(Store::init(tmp.path(), &long).unwrap());
+    let cli = Store::open_shared(tmp.path(), &opts_at(t("2026-01-01T00:00:00Z"))).unwrap();
+    assert_eq!(cli.options().retention_days, 365);
+}
