@@ -12,7 +12,7 @@
 //! counts and a copy of the control batches (holds, releases, tombstones, signatures). Verify
 //! recomputes it from the blocks; search trusts it only to skip what cannot match.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -85,7 +85,7 @@ pub fn block_level(t: &Term<'_>) -> bool {
 pub fn block_index(offset: u64, len: u64, batches: &[Chained]) -> BlockIndex {
     let mut event = Span::default();
     let mut records = 0;
-    let mut keys = BTreeSet::new();
+    let mut keys = HashSet::new();
     for c in batches {
         if let Content::Records { records: rs } = &c.batch.content {
             for r in rs {
@@ -182,7 +182,7 @@ pub struct IndexBuilder {
     records: u64,
     event: Span,
     receive: Span,
-    keys: BTreeSet<Vec<u8>>,
+    keys: HashSet<Vec<u8>>,
     schools: BTreeSet<String>,
     sources: BTreeMap<String, SourceStat>,
     controls: Vec<Batch>,
