@@ -202,7 +202,7 @@ pub fn render_status(st: &Status) -> String {
     );
     let _ = writeln!(
         s,
-        "writer running: {}; last signature: {}; inbox waiting: {}",
+        "collector (writer) running: {}; last signature: {}; inbox waiting: {}",
         st.writer_running,
         t(st.last_signature),
         st.inbox_waiting

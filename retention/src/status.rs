@@ -35,6 +35,7 @@ pub struct Status {
     pub receive: Span,
     pub days_covered: f64,
     pub retention_days: u32,
+    /// Another process (the collector) holds the writer lock.
     pub writer_running: bool,
     pub last_signature: Option<Timestamp>,
     pub inbox_waiting: u64,
@@ -129,7 +130,7 @@ impl Store {
             receive,
             days_covered,
             retention_days: self.options().retention_days,
-            writer_running: self.is_writer() || crate::verify::writer_running(self.dir()),
+            writer_running: !self.is_writer() && crate::verify::writer_running(self.dir()),
             last_signature,
             inbox_waiting: view.inbox.len() as u64,
             sources,
