@@ -100,6 +100,7 @@ impl FlowDecoder {
                             nat_src_ip: None,
                             nat_src_port: None,
                             action: None,
+                            user: None,
                         };
                         self.counters.flows += 1;
                         records.push(receipt.record(flow.end, Body::Flow(flow)));
@@ -351,6 +352,7 @@ fn flow_from_fields<'v>(
         nat_src_ip: nat_src,
         nat_src_port: nat_src.and(nat_port),
         action: None,
+        user: None,
     })
 }
 

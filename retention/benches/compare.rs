@@ -78,6 +78,7 @@ fn flow(rng: &mut Lcg, at: Timestamp) -> Record {
             nat_src_ip: Some(public),
             nat_src_port: Some(1024 + (rng.next() % 64000) as u16),
             action: None,
+            user: None,
         }),
     }
 }

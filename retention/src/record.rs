@@ -113,6 +113,9 @@ pub struct Flow {
     pub nat_src_port: Option<u16>,
     /// Firewall verdict or action when the source is a log line (accept, drop, ...).
     pub action: Option<String>,
+    /// The authenticated user the gateway tied the flow to (FortiGate `user=`).
+    #[serde(default)]
+    pub user: Option<String>,
 }
 
 /// A NAT translation: the inside address and port were seen outside as another.

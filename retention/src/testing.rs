@@ -42,6 +42,7 @@ pub fn flow(n: u32) -> Record {
             nat_src_ip: None,
             nat_src_port: None,
             action: None,
+            user: None,
         }),
     }
 }

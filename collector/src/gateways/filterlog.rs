@@ -59,6 +59,7 @@ pub fn parse(line: &Line<'_>) -> Option<Parsed> {
         nat_src_ip: None,
         nat_src_port: None,
         action: Some(action.to_owned()),
+        user: None,
     })))
 }
 

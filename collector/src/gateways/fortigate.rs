@@ -63,6 +63,9 @@ pub fn parse(line: &Line<'_>) -> Option<Parsed> {
             nat_src_ip,
             nat_src_port: nat_src_ip.and(port("transport")),
             action: lookup(&pairs, "action").map(str::to_owned),
+            user: lookup(&pairs, "user")
+                .filter(|u| !u.is_empty())
+                .map(str::to_owned),
         }),
         event_time,
     })
@@ -110,6 +113,29 @@ mod tests {
             r#"type=traffic srcip=10.0.0.7 dstip=8.8.8.8 proto=1 action=deny"#,
             "flow p=1 10.0.0.7>8.8.8.8 bytes=- pkts=- nat=- act=deny start=- end=- exp=-",
         );
+    }
+
+    #[test]
+    fn fortigate_keeps_the_user() {
+        let user = |text: &str| match super::parse(&crate::gateways::Line {
+            time: "2026-11-21T04:00:00Z".parse().unwrap(),
+            host: None,
+            app: None,
+            text,
+        }) {
+            Some(super::Parsed {
+                body: khetnet_retention::record::Body::Flow(flow),
+                ..
+            }) => flow.user,
+            other => panic!("not a flow: {other:?}"),
+        };
+        let line = r#"type="traffic" srcip=10.0.0.5 dstip=1.2.3.4 proto=6"#;
+        assert_eq!(
+            user(&format!("{line} user=\"student1\"")).as_deref(),
+            Some("student1")
+        );
+        assert_eq!(user(&format!("{line} user=\"\"")), None);
+        assert_eq!(user(line), None);
     }
 
     #[test]

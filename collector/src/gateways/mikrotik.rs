@@ -69,6 +69,7 @@ fn firewall(line: &Line<'_>) -> Option<Body> {
         nat_src_ip: None,
         nat_src_port: None,
         action: None,
+        user: None,
     }))
 }
 

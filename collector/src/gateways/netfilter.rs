@@ -43,6 +43,7 @@ pub fn parse(line: &Line<'_>) -> Option<Parsed> {
         nat_src_ip: None,
         nat_src_port: None,
         action: (!prefix.is_empty()).then(|| prefix.to_owned()),
+        user: None,
     })))
 }
 
