@@ -30,6 +30,7 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
+use sha2::Digest;
 
 use crate::batch::{self, Batch, Content, Decoded, Hash, Signature};
 use crate::error::{Error, Result};
@@ -203,6 +204,8 @@ struct Writer {
     live_len: u64,
     dirty: bool,
     live_since: Option<Timestamp>,
+    /// The batches of `live.log`, as written: sealing indexes them without decoding the file.
+    live_batches: Vec<Chained>,
     next_seq: u64,
     next_record: u64,
     head: Hash,
@@ -417,9 +420,18 @@ impl Store {
             }
         }
         let good_len = scan.good_len;
+        let keep_from = scan.batches.get(stale).map_or(good_len, |c| c.offset);
+        let live_batches: Vec<Chained> = scan
+            .batches
+            .into_iter()
+            .skip(stale)
+            .map(|mut c| {
+                c.offset -= keep_from;
+                c
+            })
+            .collect();
         if stale > 0 {
-            let keep_from = scan.batches.get(stale).map_or(good_len, |c| c.offset) as usize;
-            fsutil::write_atomic(&live_path, &bytes[keep_from..good_len as usize])?;
+            fsutil::write_atomic(&live_path, &bytes[keep_from as usize..good_len as usize])?;
         } else if recovery.is_some() {
             let f = OpenOptions::new()
                 .write(true)
@@ -442,6 +454,7 @@ impl Store {
                 live_len,
                 dirty: false,
                 live_since,
+                live_batches,
                 next_seq,
                 next_record,
                 head,
@@ -623,7 +636,14 @@ impl Store {
         w.head = hash;
         w.live_since.get_or_insert(now);
         w.head_is_signature = matches!(b.content, Content::Signature(_));
-        Ok((b.seq, first_record, hash))
+        let seq = b.seq;
+        w.live_batches.push(Chained {
+            batch: b,
+            hash,
+            offset: w.live_len - frame.len() as u64,
+            len: frame.len() as u64,
+        });
+        Ok((seq, first_record, hash))
     }
 
     fn write_frame(&self, w: &mut Writer, frame: &[u8]) -> std::io::Result<()> {
@@ -686,12 +706,20 @@ impl Store {
             });
         }
         let raw = &bytes[..w.live_len as usize];
-        let batches = segment::decode_all(raw).map_err(|(at, reason)| Error::Damaged {
-            path: live_path.clone(),
-            offset: at as u64,
-            reason,
-        })?;
-        segment::write(&self.dir.join(SEGMENTS_DIR), raw, &batches)?;
+        // The file must still hold what was written: each frame's bytes must hash to the hash
+        // chained in memory (cheaper than decoding it again).
+        for c in &w.live_batches {
+            let frame = &raw[c.offset as usize..(c.offset + c.len) as usize];
+            let body = &frame[8..frame.len() - 32];
+            if <[u8; 32]>::from(sha2::Sha256::digest(body)) != c.hash {
+                return Err(Error::Damaged {
+                    path: live_path,
+                    offset: c.offset,
+                    reason: format!("batch {} changed on disk after it was written", c.batch.seq),
+                });
+            }
+        }
+        segment::write(&self.dir.join(SEGMENTS_DIR), raw, &w.live_batches)?;
         fsutil::write_atomic(&live_path, b"")?;
         w.live = OpenOptions::new()
             .read(true)
@@ -701,6 +729,7 @@ impl Store {
         w.live_len = 0;
         w.dirty = false;
         w.live_since = None;
+        w.live_batches.clear();
         Ok(())
     }
 
@@ -1050,6 +1079,29 @@ mod tests {
         drop(store);
         let store = Store::open(dir.path(), &opts_at(t("2026-01-01T00:00:00Z"))).unwrap();
         assert!(store.recovery().is_none());
+    }
+
+    #[test]
+    fn a_live_tail_changed_behind_the_writer_is_not_sealed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::init(dir.path(), &opts_at(t("2026-01-01T00:00:00Z"))).unwrap();
+        store.append(vec![flow(1), flow(2)]).unwrap();
+        let live = dir.path().join(LIVE_FILE);
+        let mut bytes = std::fs::read(&live).unwrap();
+        let at = bytes.windows(8).position(|w| w == b"10.0.0.2").unwrap();
+        bytes[at + 7] = b'3';
+        std::fs::write(&live, &bytes).unwrap();
+        match store.seal_now() {
+            Err(Error::Damaged { reason, .. }) => {
+                assert!(reason.contains("changed on disk"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            segment::list(&dir.path().join(SEGMENTS_DIR))
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]
