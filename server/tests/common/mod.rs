@@ -12,6 +12,8 @@ use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
 use sqlx::Executor;
 
+pub mod webdriver;
+
 pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
 
 /// Which database a test runs on.
