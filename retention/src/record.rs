@@ -308,13 +308,27 @@ impl Record {
 
     /// A short name for the source: the input and, when known, the peer (`netflow/10.0.0.1`).
     pub fn source(&self) -> String {
-        let input = serde_json::to_value(self.origin.input)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
+        let input = self.origin.input.name();
         match self.origin.peer {
             Some(peer) => format!("{input}/{peer}"),
-            None => input,
+            None => input.to_string(),
+        }
+    }
+}
+
+impl Input {
+    /// The name as serialized (`syslog_udp`, `netflow`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Input::SyslogUdp => "syslog_udp",
+            Input::SyslogTcp => "syslog_tcp",
+            Input::SyslogTls => "syslog_tls",
+            Input::Relp => "relp",
+            Input::Radius => "radius",
+            Input::Netflow => "netflow",
+            Input::Ipfix => "ipfix",
+            Input::Import => "import",
+            Input::Store => "store",
         }
     }
 }

@@ -12,9 +12,10 @@
 //! counts and a copy of the control batches (holds, releases, tombstones, signatures). Verify
 //! recomputes it from the blocks; search trusts it only to skip what cannot match.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
@@ -23,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::batch::{self, Batch, Content, Decoded, Hash};
 use crate::error::{Error, Result};
 use crate::fsutil;
-use crate::record::Term;
+use crate::record::{Input, Term};
 
 const HEAD_MAGIC: &[u8; 8] = b"KNSEG001";
 const TAIL_MAGIC: &[u8; 8] = b"KNSEGEND";
@@ -86,13 +87,14 @@ pub fn block_index(offset: u64, len: u64, batches: &[Chained]) -> BlockIndex {
     let mut event = Span::default();
     let mut records = 0;
     let mut keys = HashSet::new();
+    let mut buf = Vec::new();
     for c in batches {
         if let Content::Records { records: rs } = &c.batch.content {
             for r in rs {
                 event.add(r.event_time);
                 r.for_each_term(|t| {
                     if block_level(&t) {
-                        keys.insert(term_key(t));
+                        add_key(&mut keys, &mut buf, t);
                     }
                 });
             }
@@ -183,8 +185,9 @@ pub struct IndexBuilder {
     event: Span,
     receive: Span,
     keys: HashSet<Vec<u8>>,
+    buf: Vec<u8>,
     schools: BTreeSet<String>,
-    sources: BTreeMap<String, SourceStat>,
+    sources: HashMap<(Input, Option<IpAddr>), SourceStat>,
     controls: Vec<Batch>,
 }
 
@@ -201,15 +204,17 @@ impl IndexBuilder {
                     self.records += 1;
                     self.event.add(r.event_time);
                     self.receive.add(r.receive_time);
-                    r.for_each_term(|t| {
-                        self.keys.insert(term_key(t));
-                    });
+                    let (keys, buf) = (&mut self.keys, &mut self.buf);
+                    r.for_each_term(|t| add_key(keys, buf, t));
                     if let Some(s) = &r.school
                         && !self.schools.contains(s)
                     {
                         self.schools.insert(s.clone());
                     }
-                    let stat = self.sources.entry(r.source()).or_default();
+                    let stat = self
+                        .sources
+                        .entry((r.origin.input, r.origin.peer))
+                        .or_default();
                     stat.records += 1;
                     stat.receive.add(r.receive_time);
                 }
@@ -237,7 +242,17 @@ impl IndexBuilder {
             blocks,
             filter,
             schools: self.schools,
-            sources: self.sources,
+            sources: self
+                .sources
+                .into_iter()
+                .map(|((input, peer), stat)| {
+                    let name = match peer {
+                        Some(p) => format!("{}/{p}", input.name()),
+                        None => input.name().to_string(),
+                    };
+                    (name, stat)
+                })
+                .collect(),
             controls: self.controls,
         }
     }
@@ -245,13 +260,31 @@ impl IndexBuilder {
 
 /// The bytes a term is filed under in the Bloom filter.
 pub fn term_key(t: Term<'_>) -> Vec<u8> {
-    match t {
-        Term::Ip(ip) => format!("i{ip}").into_bytes(),
-        Term::Port(p) => format!("p{p}").into_bytes(),
-        Term::User(u) => format!("u{u}").into_bytes(),
-        Term::Mac(m) => format!("m{}", m.to_ascii_lowercase()).into_bytes(),
-        Term::Endpoint(ip, p) => format!("e{ip}:{p}").into_bytes(),
-        Term::Assigned(ip) => format!("a{ip}").into_bytes(),
+    let mut buf = Vec::new();
+    write_term_key(t, &mut buf);
+    buf
+}
+
+/// Writes the key of `t` into `buf` (cleared first), without allocating when it fits.
+pub fn write_term_key(t: Term<'_>, buf: &mut Vec<u8>) {
+    use std::io::Write;
+    buf.clear();
+    // Writing into a Vec cannot fail.
+    let _ = match t {
+        Term::Ip(ip) => write!(buf, "i{ip}"),
+        Term::Port(p) => write!(buf, "p{p}"),
+        Term::User(u) => write!(buf, "u{u}"),
+        Term::Mac(m) => write!(buf, "m{}", m.to_ascii_lowercase()),
+        Term::Endpoint(ip, p) => write!(buf, "e{ip}:{p}"),
+        Term::Assigned(ip) => write!(buf, "a{ip}"),
+    };
+}
+
+/// Adds the key of `t` to `keys`, allocating only for a key not seen before.
+fn add_key(keys: &mut HashSet<Vec<u8>>, buf: &mut Vec<u8>, t: Term<'_>) {
+    write_term_key(t, buf);
+    if !keys.contains(buf.as_slice()) {
+        keys.insert(buf.clone());
     }
 }
 
