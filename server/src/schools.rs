@@ -92,6 +92,19 @@ impl NewSchool {
     }
 }
 
+/// What an admin may change on a school. Absent fields stay as they are.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchoolPatch {
+    pub kind: Option<String>,
+    pub name_th: Option<String>,
+    pub name_en: Option<String>,
+    pub district: Option<String>,
+    pub address: Option<String>,
+    pub latitude: Option<f64>,
+    pub longitude: Option<f64>,
+}
+
 const COLUMNS: &str = "id, code, kind, name_th, name_en, district, address, latitude, longitude, created_at, updated_at";
 
 fn from_row(row: &AnyRow) -> Result<School> {
@@ -149,6 +162,53 @@ pub async fn create(db: &Db, actor: &Actor, new: NewSchool) -> Result<School> {
     .await?;
     tx.commit().await?;
     Ok(school)
+}
+
+/// Changes a school, recording before and after. The code is its identity and does not change.
+pub async fn update(db: &Db, actor: &Actor, id: i64, patch: SchoolPatch) -> Result<School> {
+    let mut tx = db.begin_write().await?;
+    let before = get_in(&mut tx, id).await?;
+    let merged = NewSchool {
+        code: before.code.clone(),
+        kind: patch.kind.unwrap_or_else(|| before.kind.clone()),
+        name_th: patch.name_th.unwrap_or_else(|| before.name_th.clone()),
+        name_en: patch.name_en.unwrap_or_else(|| before.name_en.clone()),
+        district: patch.district.unwrap_or_else(|| before.district.clone()),
+        address: patch.address.unwrap_or_else(|| before.address.clone()),
+        latitude: patch.latitude.or(before.latitude),
+        longitude: patch.longitude.or(before.longitude),
+    };
+    merged.validate()?;
+    sqlx::query(
+        "UPDATE schools SET kind = $2, name_th = $3, name_en = $4, district = $5, address = $6, \
+         latitude = $7, longitude = $8, updated_at = $9 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(&merged.kind)
+    .bind(merged.name_th.trim())
+    .bind(merged.name_en.trim())
+    .bind(merged.district.trim())
+    .bind(merged.address.trim())
+    .bind(merged.latitude)
+    .bind(merged.longitude)
+    .bind(now_ms())
+    .execute(&mut *tx)
+    .await?;
+    let after = get_in(&mut tx, id).await?;
+    audit::record(
+        &mut tx,
+        actor,
+        Change {
+            action: "school.update",
+            entity: "school",
+            entity_id: Some(id),
+            before: Some(serde_json::to_value(&before).expect("school serializes")),
+            after: Some(serde_json::to_value(&after).expect("school serializes")),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(after)
 }
 
 async fn get_in(conn: &mut sqlx::AnyConnection, id: i64) -> Result<School> {
