@@ -144,6 +144,19 @@ pub async fn get_school(
     Ok(Json(schools::get(&state.db, id).await?))
 }
 
+/// `PATCH /api/v1/schools/{id}`
+pub async fn update_school(
+    State(state): State<AppState>,
+    user: ApiUser,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(patch): ApiJson<schools::SchoolPatch>,
+) -> ApiResult<Json<schools::School>> {
+    user.require(Permission::SchoolsManage)?;
+    Ok(Json(
+        schools::update(&state.db, &user.actor, id, patch).await?,
+    ))
+}
+
 /// `POST /api/v1/users`
 pub async fn create_user(
     State(state): State<AppState>,
