@@ -89,7 +89,9 @@ impl std::fmt::Debug for Clock {
 pub struct Options {
     /// Days records are kept, counted from their receive time; never below 90.
     pub retention_days: u32,
-    /// The live tail is sealed into a segment when it grows past this many bytes...
+    /// The live tail is sealed into a segment when it grows past this many bytes... The writer
+    /// keeps the tail's batches in memory (about three times this), and every query decodes the
+    /// whole tail, so larger values cost memory and query latency.
     pub seal_max_bytes: u64,
     /// ...or when its oldest batch is older than this.
     pub seal_max_age: Duration,
@@ -102,7 +104,7 @@ impl Default for Options {
     fn default() -> Options {
         Options {
             retention_days: MIN_RETENTION_DAYS,
-            seal_max_bytes: 64 << 20,
+            seal_max_bytes: 32 << 20,
             seal_max_age: Duration::from_secs(3600),
             sign_interval: Duration::from_secs(60),
             clock: Clock::system(),
