@@ -265,19 +265,44 @@ pub fn term_key(t: Term<'_>) -> Vec<u8> {
     buf
 }
 
-/// Writes the key of `t` into `buf` (cleared first), without allocating when it fits.
+/// Writes the key of `t` into `buf` (cleared first): a tag byte, then the value in binary
+/// (address octets, port big-endian) or as bytes (users, lower-cased MACs). No formatting: this
+/// runs for every term of every record at seal.
 pub fn write_term_key(t: Term<'_>, buf: &mut Vec<u8>) {
-    use std::io::Write;
+    fn ip(buf: &mut Vec<u8>, a: IpAddr) {
+        match a {
+            IpAddr::V4(v) => buf.extend_from_slice(&v.octets()),
+            IpAddr::V6(v) => buf.extend_from_slice(&v.octets()),
+        }
+    }
     buf.clear();
-    // Writing into a Vec cannot fail.
-    let _ = match t {
-        Term::Ip(ip) => write!(buf, "i{ip}"),
-        Term::Port(p) => write!(buf, "p{p}"),
-        Term::User(u) => write!(buf, "u{u}"),
-        Term::Mac(m) => write!(buf, "m{}", m.to_ascii_lowercase()),
-        Term::Endpoint(ip, p) => write!(buf, "e{ip}:{p}"),
-        Term::Assigned(ip) => write!(buf, "a{ip}"),
-    };
+    match t {
+        Term::Ip(a) => {
+            buf.push(b'i');
+            ip(buf, a);
+        }
+        Term::Port(p) => {
+            buf.push(b'p');
+            buf.extend_from_slice(&p.to_be_bytes());
+        }
+        Term::User(u) => {
+            buf.push(b'u');
+            buf.extend_from_slice(u.as_bytes());
+        }
+        Term::Mac(m) => {
+            buf.push(b'm');
+            buf.extend(m.bytes().map(|b| b.to_ascii_lowercase()));
+        }
+        Term::Endpoint(a, p) => {
+            buf.push(b'e');
+            ip(buf, a);
+            buf.extend_from_slice(&p.to_be_bytes());
+        }
+        Term::Assigned(a) => {
+            buf.push(b'a');
+            ip(buf, a);
+        }
+    }
 }
 
 /// Adds the key of `t` to `keys`, allocating only for a key not seen before.
