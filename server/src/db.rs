@@ -26,16 +26,30 @@ pub struct Db {
 }
 
 /// The migrations of each engine, embedded in the binary.
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "core",
-    include_str!("../migrations/sqlite/0001_core.sql"),
-)];
-const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "core",
-    include_str!("../migrations/postgres/0001_core.sql"),
-)];
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "core",
+        include_str!("../migrations/sqlite/0001_core.sql"),
+    ),
+    (
+        2,
+        "desk",
+        include_str!("../migrations/sqlite/0002_desk.sql"),
+    ),
+];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "core",
+        include_str!("../migrations/postgres/0001_core.sql"),
+    ),
+    (
+        2,
+        "desk",
+        include_str!("../migrations/postgres/0002_desk.sql"),
+    ),
+];
 
 impl Db {
     /// Connects (creating an SQLite file and its folder when needed) and runs the migrations.

@@ -9,6 +9,10 @@ pub enum Error {
     Invalid { field: String, message: String },
     #[error("not found")]
     NotFound,
+    /// The user's role may not do this (checked beyond the permission table, e.g. the desk's
+    /// workflow table).
+    #[error("forbidden")]
+    Forbidden,
     /// A uniqueness or state conflict, with a message naming what conflicts.
     #[error("{0}")]
     Conflict(String),

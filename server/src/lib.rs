@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod auth;
 pub mod db;
+pub mod desk;
 pub mod error;
 pub mod health;
 pub mod http;
@@ -135,6 +136,7 @@ pub async fn start(config: &Config, options: StartOptions) -> anyhow::Result<Run
         tls: cert_files.is_some(),
         metrics: telemetry::metrics_handle(),
         health: health.clone(),
+        desk: Arc::new(desk::Settings::default()),
     };
     let app = http::router(state, config.server.max_body_bytes)
         .into_make_service_with_connect_info::<SocketAddr>();

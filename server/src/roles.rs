@@ -54,6 +54,10 @@ pub enum Permission {
     RequestsApprove,
     /// Read the fiscal-year reports.
     ReportsView,
+    /// See the asset register (a requester: their own school's assets).
+    AssetsView,
+    /// Register assets and change the register.
+    AssetsManage,
     /// Manage devices, agents and monitoring targets.
     DevicesManage,
     /// Search and export traffic data (the Computer Crime Act store).
@@ -97,6 +101,18 @@ pub const PERMISSIONS: &[(Permission, &str, &[Role])] = &[
         "reports.view",
         &[R::Admin, R::Technician, R::Approver, R::Director],
     ),
+    (
+        P::AssetsView,
+        "assets.view",
+        &[
+            R::Admin,
+            R::Technician,
+            R::Approver,
+            R::Requester,
+            R::Director,
+        ],
+    ),
+    (P::AssetsManage, "assets.manage", &[R::Admin, R::Technician]),
     (
         P::DevicesManage,
         "devices.manage",

@@ -42,6 +42,7 @@ impl From<Error> for ApiError {
         match e {
             Error::Invalid { field, message } => ApiError::Invalid { field, message },
             Error::NotFound => ApiError::NotFound,
+            Error::Forbidden => ApiError::Forbidden,
             Error::Conflict(message) => ApiError::Conflict(message),
             other => ApiError::Internal(other),
         }

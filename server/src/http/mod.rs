@@ -2,6 +2,7 @@
 //! OpenAPI document, with request ids, tracing and a body limit around all of it.
 
 pub mod api;
+pub mod desk;
 pub mod error;
 pub mod extract;
 
@@ -35,6 +36,8 @@ pub struct AppState {
     pub tls: bool,
     pub metrics: PrometheusHandle,
     pub health: Arc<Health>,
+    /// The service desk's settings (`[desk]`).
+    pub desk: Arc<crate::desk::Settings>,
 }
 
 /// The OpenAPI 3.1 document of the REST API.
@@ -53,6 +56,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/users/{id}/unlock", post(api::unlock_user))
         .route("/audit", get(api::list_audit))
         .route("/openapi.json", get(openapi))
+        .merge(desk::routes())
         .fallback(api_not_found);
     Router::new()
         .nest("/api/v1", api)

@@ -1,0 +1,217 @@
+//! REST API of the service desk and the asset register. Handlers check permissions and call
+//! `crate::desk`; the workflow table decides per request what a user may do.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+
+use super::AppState;
+use super::error::ApiResult;
+use super::extract::{ApiJson, ApiPath, ApiQuery, ApiUser};
+use crate::auth::Principal;
+use crate::db::now_ms;
+use crate::desk::requests::{self, ActionBody, NewRequest, Who};
+use crate::desk::{assets, loans, reports};
+use crate::roles::Permission;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/requests", get(list_requests).post(create_request))
+        .route("/requests/{request_id}", get(get_request))
+        .route("/requests/{request_id}/actions", post(act_on_request))
+        .route("/assets", get(list_assets).post(create_asset))
+        .route("/assets/{asset_id}", get(get_asset))
+        .route("/assets/{asset_id}/loans", get(asset_loans))
+        .route("/network-identities", get(list_identities))
+        .route("/reports/requests", get(request_report))
+}
+
+pub fn who(p: &Principal) -> Who {
+    Who {
+        user_id: p.id,
+        role: p.role,
+        school_id: p.school_id,
+    }
+}
+
+/// `POST /api/v1/requests`
+async fn create_request(
+    State(state): State<AppState>,
+    user: ApiUser,
+    ApiJson(body): ApiJson<NewRequest>,
+) -> ApiResult<impl IntoResponse> {
+    let request = requests::create(
+        &state.db,
+        &state.desk,
+        &user.actor,
+        &who(&user.principal),
+        body,
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(request)))
+}
+
+/// `GET /api/v1/requests[?state=&kind=&school_id=&assignee_id=&requester_id=&before_id=&limit=]`
+async fn list_requests(
+    State(state): State<AppState>,
+    user: ApiUser,
+    ApiQuery(filter): ApiQuery<requests::Filter>,
+) -> ApiResult<Json<Vec<requests::Request>>> {
+    Ok(Json(
+        requests::list(&state.db, &state.desk, &who(&user.principal), &filter).await?,
+    ))
+}
+
+/// `GET /api/v1/requests/{id}`: with its assets and history.
+async fn get_request(
+    State(state): State<AppState>,
+    user: ApiUser,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Json<requests::Request>> {
+    Ok(Json(
+        requests::get(&state.db, &state.desk, &who(&user.principal), id).await?,
+    ))
+}
+
+/// `POST /api/v1/requests/{id}/actions`
+async fn act_on_request(
+    State(state): State<AppState>,
+    user: ApiUser,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(body): ApiJson<ActionBody>,
+) -> ApiResult<Json<requests::Request>> {
+    Ok(Json(
+        requests::act(
+            &state.db,
+            &state.desk,
+            &user.actor,
+            &who(&user.principal),
+            id,
+            body,
+        )
+        .await?,
+    ))
+}
+
+/// `POST /api/v1/assets`
+async fn create_asset(
+    State(state): State<AppState>,
+    user: ApiUser,
+    ApiJson(body): ApiJson<assets::NewAsset>,
+) -> ApiResult<impl IntoResponse> {
+    user.require(Permission::AssetsManage)?;
+    let asset = assets::create(&state.db, &user.actor, body).await?;
+    Ok((StatusCode::CREATED, Json(asset)))
+}
+
+/// `GET /api/v1/assets[?q=&school_id=&state=&category=&before_id=&limit=]`
+async fn list_assets(
+    State(state): State<AppState>,
+    user: ApiUser,
+    ApiQuery(filter): ApiQuery<assets::Filter>,
+) -> ApiResult<Json<Vec<assets::Asset>>> {
+    user.require(Permission::AssetsView)?;
+    Ok(Json(
+        assets::list(&state.db, &filter, user.school_scope()).await?,
+    ))
+}
+
+/// `GET /api/v1/assets/{id}`: with its history and requests.
+async fn get_asset(
+    State(state): State<AppState>,
+    user: ApiUser,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Json<assets::AssetDetail>> {
+    user.require(Permission::AssetsView)?;
+    Ok(Json(assets::get(&state.db, id, user.school_scope()).await?))
+}
+
+/// `GET /api/v1/assets/{id}/loans`: the asset's loan calendar from today on.
+async fn asset_loans(
+    State(state): State<AppState>,
+    user: ApiUser,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Json<Vec<loans::Booking>>> {
+    user.require(Permission::AssetsView)?;
+    // Visibility as for the asset itself.
+    assets::get(&state.db, id, user.school_scope()).await?;
+    Ok(Json(
+        loans::calendar(&state.db, id, now_ms() - 86_400_000).await?,
+    ))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IdentityQuery {
+    login: Option<String>,
+    school_id: Option<i64>,
+    before_id: Option<i64>,
+    limit: Option<i64>,
+}
+
+/// `GET /api/v1/network-identities[?login=&school_id=&before_id=&limit=]`: the network user
+/// IDs approved account requests made (the collector attributes sessions to them).
+async fn list_identities(
+    State(state): State<AppState>,
+    user: ApiUser,
+    ApiQuery(q): ApiQuery<IdentityQuery>,
+) -> ApiResult<Json<Vec<requests::Identity>>> {
+    user.require(Permission::RequestsWork)?;
+    Ok(Json(
+        requests::identities(
+            &state.db,
+            q.login.as_deref(),
+            q.school_id,
+            q.before_id,
+            q.limit.unwrap_or(100),
+        )
+        .await?,
+    ))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReportQuery {
+    /// Buddhist-era fiscal year; the current one by default.
+    fiscal_year: Option<i32>,
+    school_id: Option<i64>,
+    /// json (default) or csv.
+    format: Option<String>,
+}
+
+/// `GET /api/v1/reports/requests[?fiscal_year=2570&school_id=&format=csv]`: the fiscal-year
+/// summary by school, kind and state.
+async fn request_report(
+    State(state): State<AppState>,
+    user: ApiUser,
+    ApiQuery(q): ApiQuery<ReportQuery>,
+) -> ApiResult<axum::response::Response> {
+    user.require(Permission::ReportsView)?;
+    let year = q
+        .fiscal_year
+        .unwrap_or_else(|| reports::fiscal_year_of(now_ms()));
+    let summary = reports::summary(&state.db, &state.desk, year, q.school_id).await?;
+    match q.format.as_deref().unwrap_or("json") {
+        "json" => Ok(Json(summary).into_response()),
+        "csv" => Ok((
+            [
+                (
+                    axum::http::header::CONTENT_TYPE,
+                    "text/csv; charset=utf-8".to_owned(),
+                ),
+                (
+                    axum::http::header::CONTENT_DISPOSITION,
+                    format!("attachment; filename=\"khetnet-requests-{year}.csv\""),
+                ),
+            ],
+            reports::csv(&summary),
+        )
+            .into_response()),
+        _ => Err(super::error::ApiError::Invalid {
+            field: "format".into(),
+            message: "must be json or csv".into(),
+        }),
+    }
+}

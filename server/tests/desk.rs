@@ -1,0 +1,1006 @@
+//! The service desk end-to-end over real HTTP, on SQLite and (when configured) PostgreSQL:
+//! each kind's happy path, the workflow's refusals (403, 404, 409, 422), sequential approvals,
+//! loans that never double-book an asset (also under simultaneous approvals), the asset
+//! register, and account requests that make network identities.
+
+mod common;
+
+use common::{TestServer, databases};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+/// A district with two schools and one user of each desk role.
+struct Desk {
+    admin: String,
+    school_a: i64,
+    school_b: i64,
+    /// Requester at school A, and their user id.
+    ra: String,
+    ra_id: i64,
+    /// Requester at school B.
+    rb: String,
+    tech: String,
+    tech_id: i64,
+    approver: String,
+    approver2: String,
+    compliance: String,
+}
+
+async fn desk(s: &TestServer) -> Desk {
+    let admin = s.admin().await;
+    let school_a = s.school(&admin, "A1001").await;
+    let school_b = s.school(&admin, "B2002").await;
+    let ra_id = s.user(&admin, "ra", "requester", Some(school_a)).await;
+    s.user(&admin, "rb", "requester", Some(school_b)).await;
+    let tech_id = s.user(&admin, "tech", "technician", None).await;
+    s.user(&admin, "appr", "approver", None).await;
+    s.user(&admin, "appr2", "approver", None).await;
+    s.user(&admin, "comp", "compliance", None).await;
+    let login = |u: &'static str| async move { s.login(u, &format!("password-of-{u}")).await };
+    Desk {
+        ra: login("ra").await,
+        rb: login("rb").await,
+        tech: login("tech").await,
+        approver: login("appr").await,
+        approver2: login("appr2").await,
+        compliance: login("comp").await,
+        admin,
+        school_a,
+        school_b,
+        ra_id,
+        tech_id,
+    }
+}
+
+async fn asset(s: &TestServer, admin: &str, number: &str, school_id: i64) -> i64 {
+    let (status, body) = s
+        .post(
+            admin,
+            "/api/v1/assets",
+            json!({ "asset_number": number, "category": "notebook", "brand": "Lenovo", "model": "ThinkPad E14",
+                    "serial": format!("SN-{number}"), "budget_year": 2567, "price": 21500.5,
+                    "funding_source": "งบประมาณ", "school_id": school_id, "room": "ห้องคอม 1",
+                    "custodian": "ครูสมศรี", "state": "in_stock", "warranty_end": "2029-09-30" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body["id"].as_i64().unwrap()
+}
+
+async fn act(s: &TestServer, token: &str, id: i64, body: Value) -> (StatusCode, Value) {
+    s.post(token, &format!("/api/v1/requests/{id}/actions"), body)
+        .await
+}
+
+/// Takes an action that must succeed and returns the request after it.
+async fn ok(s: &TestServer, token: &str, id: i64, body: Value) -> Value {
+    let (status, request) = act(s, token, id, body.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body} -> {request}");
+    request
+}
+
+async fn file(s: &TestServer, token: &str, body: Value) -> Value {
+    let (status, request) = s.post(token, "/api/v1/requests", body.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body} -> {request}");
+    request
+}
+
+fn actions(request: &Value) -> Vec<String> {
+    request["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn repair_from_filing_to_rating_with_refusals() {
+    for db in databases() {
+        let s = TestServer::start(&db).await;
+        let d = desk(&s).await;
+        let pc = asset(&s, &d.admin, "7440-001-0001/67", d.school_a).await;
+        let r = file(
+            &s,
+            &d.ra,
+            json!({ "kind": "repair", "title": "คอมห้องสมุดเปิดไม่ติด", "priority": "high",
+                    "fields": { "problem": "กดปุ่มแล้วไม่มีไฟ", "location": "ห้องสมุด" }, "asset_ids": [pc] }),
+        )
+        .await;
+        let id = r["id"].as_i64().unwrap();
+        assert_eq!(r["state"], "submitted", "{db:?} {r}");
+        assert_eq!(
+            r["school_id"], d.school_a,
+            "a requester files for their own school"
+        );
+        assert_eq!(r["asset_ids"], json!([pc]));
+        assert_eq!(r["sla"]["response_target_minutes"], 60);
+        assert!(r["created_at"].as_str().unwrap().ends_with("+07:00"));
+
+        // Another school's requester does not see it at all.
+        let (status, _) = s.get(&d.rb, &format!("/api/v1/requests/{id}")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let (status, _) = act(
+            &s,
+            &d.rb,
+            id,
+            json!({ "action": "comment", "comment": "x" }),
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let (_, list) = s.get(&d.rb, "/api/v1/requests").await;
+        assert_eq!(list, json!([]), "school B's list is empty");
+        let (status, _) = s.get(&d.compliance, "/api/v1/requests").await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "compliance has no desk");
+
+        // Who may not: a requester cannot assign or approve; an approver cannot start.
+        let (status, _) = act(
+            &s,
+            &d.ra,
+            id,
+            json!({ "action": "assign", "assignee_id": d.tech_id }),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, _) = act(&s, &d.approver, id, json!({ "action": "start" })).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        // Not now: nothing to approve on a repair; cannot resolve before work starts.
+        let (status, problem) = act(&s, &d.tech, id, json!({ "action": "resolve" })).await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert!(
+            problem["detail"].as_str().unwrap().contains("submitted"),
+            "{problem}"
+        );
+        // Bad input names the field.
+        let (status, problem) = act(
+            &s,
+            &d.tech,
+            id,
+            json!({ "action": "assign", "assignee_id": d.ra_id }),
+        )
+        .await;
+        assert_eq!(
+            (status, problem["field"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("assignee_id"))
+        );
+        let (status, problem) = act(&s, &d.tech, id, json!({ "action": "fix" })).await;
+        assert_eq!(
+            (status, problem["field"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("action"))
+        );
+
+        let r = ok(
+            &s,
+            &d.tech,
+            id,
+            json!({ "action": "assign", "assignee_id": d.tech_id }),
+        )
+        .await;
+        assert_eq!(
+            (r["state"].as_str(), r["assignee_id"].as_i64()),
+            (Some("assigned"), Some(d.tech_id))
+        );
+        let (_, queue) = s
+            .get(
+                &d.tech,
+                &format!("/api/v1/requests?assignee_id={}&state=assigned", d.tech_id),
+            )
+            .await;
+        assert_eq!(queue.as_array().unwrap().len(), 1, "{queue}");
+        ok(
+            &s,
+            &d.tech,
+            id,
+            json!({ "action": "start", "comment": "รับเครื่องมาตรวจ" }),
+        )
+        .await;
+        let (_, a) = s.get(&d.ra, &format!("/api/v1/assets/{pc}")).await;
+        assert_eq!(a["state"], "in_repair", "{a}");
+        let (status, _) = act(&s, &d.ra, id, json!({ "action": "cancel" })).await;
+        assert_eq!(
+            status,
+            StatusCode::CONFLICT,
+            "no cancelling once work started"
+        );
+        let (status, problem) = act(&s, &d.tech, id, json!({ "action": "wait" })).await;
+        assert_eq!(
+            (status, problem["field"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("reason"))
+        );
+        let r = ok(
+            &s,
+            &d.tech,
+            id,
+            json!({ "action": "wait", "reason": "requester", "comment": "ขอรหัสผ่านเครื่อง" }),
+        )
+        .await;
+        assert_eq!(
+            (r["state"].as_str(), r["wait_reason"].as_str()),
+            (Some("waiting"), Some("requester"))
+        );
+        assert_eq!(r["sla"]["paused"], true, "{r}");
+        ok(
+            &s,
+            &d.ra,
+            id,
+            json!({ "action": "comment", "comment": "รหัส 1234" }),
+        )
+        .await;
+        ok(&s, &d.tech, id, json!({ "action": "start" })).await;
+        let r = ok(
+            &s,
+            &d.tech,
+            id,
+            json!({ "action": "resolve", "comment": "เปลี่ยน PSU" }),
+        )
+        .await;
+        assert_eq!(r["state"], "resolved");
+        assert!(r["resolved_at"].is_string());
+        let (_, a) = s.get(&d.ra, &format!("/api/v1/assets/{pc}")).await;
+        assert_eq!(a["state"], "in_stock", "back to where it was: {a}");
+        let history: Vec<&str> = a["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["action"].as_str().unwrap())
+            .collect();
+        assert_eq!(history, ["register", "repair_start", "repair_done"]);
+        assert_eq!(a["requests"][0]["request_id"], id);
+
+        // Only the filer rates, 1 to 5, once.
+        let (status, _) = act(&s, &d.tech, id, json!({ "action": "rate", "rating": 5 })).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, problem) = act(&s, &d.ra, id, json!({ "action": "close", "rating": 6 })).await;
+        assert_eq!(
+            (status, problem["field"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("rating"))
+        );
+        let r = ok(
+            &s,
+            &d.ra,
+            id,
+            json!({ "action": "close", "rating": 4, "comment": "เร็วดี" }),
+        )
+        .await;
+        assert_eq!(
+            (r["state"].as_str(), r["rating"].as_i64()),
+            (Some("closed"), Some(4))
+        );
+        assert_eq!(r["rating_comment"], "เร็วดี");
+        let (status, _) = act(&s, &d.ra, id, json!({ "action": "rate", "rating": 5 })).await;
+        assert_eq!(status, StatusCode::CONFLICT, "rated once only");
+
+        // Reopen within the window goes back to the technician.
+        let r = ok(
+            &s,
+            &d.ra,
+            id,
+            json!({ "action": "reopen", "comment": "เปิดไม่ติดอีก" }),
+        )
+        .await;
+        assert_eq!(r["state"], "assigned");
+        assert!(r["resolved_at"].is_null());
+        let (status, full) = s.get(&d.ra, &format!("/api/v1/requests/{id}")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            actions(&full),
+            [
+                "submit", "assign", "start", "wait", "comment", "start", "resolve", "close",
+                "reopen"
+            ]
+        );
+        let wait = &full["history"][3];
+        assert_eq!(
+            (wait["actor"].as_str(), wait["comment"].as_str()),
+            (Some("tech"), Some("ขอรหัสผ่านเครื่อง"))
+        );
+        assert_eq!(wait["detail"]["reason"], "requester");
+        assert_eq!(full["history"][4]["actor"], "ra");
+
+        // The audit trail has every step.
+        let (_, audit) = s
+            .get(
+                &d.admin,
+                &format!("/api/v1/audit?entity=request&entity_id={id}"),
+            )
+            .await;
+        assert_eq!(audit.as_array().unwrap().len(), 9, "{audit}");
+        s.stop().await;
+    }
+}
+
+/// A valid form of each kind that needs approval.
+fn approval_kinds() -> Vec<(&'static str, Value)> {
+    vec![
+        (
+            "purchase",
+            json!({ "category": "materials", "purpose": "ห้องคอมพิวเตอร์",
+            "items": [{ "spec": "Notebook Core i5 RAM 16GB", "quantity": 2, "unit": "เครื่อง",
+                        "estimated_price": 22000, "reference_price": 21000 }] }),
+        ),
+        (
+            "use_of_materials",
+            json!({ "purpose": "อบรมครู", "items": [{ "name": "กระดาษ A4", "quantity": 5, "unit": "รีม" }] }),
+        ),
+        (
+            "account",
+            json!({ "login": "somchai.k", "full_name": "นายสมชาย ขยัน", "position": "ครู" }),
+        ),
+        (
+            "system_access",
+            json!({ "system": "DMC", "access_level": "write", "reason": "งานทะเบียนนักเรียน" }),
+        ),
+        (
+            "data_service",
+            json!({ "data": "จำนวนนักเรียนรายโรงเรียน 2567", "purpose": "ทำแผน", "format": "xlsx" }),
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn every_kind_through_its_approvals_and_to_closed() {
+    for db in databases() {
+        let s = TestServer::start(&db).await;
+        let d = desk(&s).await;
+        let mut kinds = approval_kinds();
+        kinds.push(("general", json!({ "task": "ติดตั้งโปรเจคเตอร์ห้องประชุม" })));
+        for (kind, fields) in kinds {
+            let r = file(
+                &s,
+                &d.ra,
+                json!({ "kind": kind, "title": format!("ขอ {kind}"), "fields": fields }),
+            )
+            .await;
+            let id = r["id"].as_i64().unwrap();
+            let steps = r["approvals"]["steps"].as_array().unwrap().len();
+            if kind == "general" {
+                assert_eq!((r["state"].as_str(), steps), (Some("submitted"), 0));
+            } else {
+                assert_eq!(r["state"], "pending_approval", "{kind}: {r}");
+                assert_eq!(
+                    r["sla"]["running"], false,
+                    "{kind}: the clock waits for approval"
+                );
+                let (status, _) = act(&s, &d.tech, id, json!({ "action": "approve" })).await;
+                assert_eq!(
+                    status,
+                    StatusCode::FORBIDDEN,
+                    "{kind}: a technician does not approve"
+                );
+                let (status, _) = act(&s, &d.ra, id, json!({ "action": "approve" })).await;
+                assert_eq!(
+                    status,
+                    StatusCode::FORBIDDEN,
+                    "{kind}: nor does the requester"
+                );
+                let (status, _) = act(
+                    &s,
+                    &d.tech,
+                    id,
+                    json!({ "action": "assign", "assignee_id": d.tech_id }),
+                )
+                .await;
+                assert_eq!(
+                    status,
+                    StatusCode::CONFLICT,
+                    "{kind}: no work before approval"
+                );
+                let (_, inbox) = s
+                    .get(&d.approver, "/api/v1/requests?state=pending_approval")
+                    .await;
+                assert!(
+                    inbox.as_array().unwrap().iter().any(|x| x["id"] == id),
+                    "{kind} in the approver's inbox"
+                );
+                let r = ok(
+                    &s,
+                    &d.approver,
+                    id,
+                    json!({ "action": "approve", "comment": "อนุมัติ" }),
+                )
+                .await;
+                if steps == 2 {
+                    assert_eq!(
+                        r["state"], "pending_approval",
+                        "{kind}: a second step waits"
+                    );
+                    assert_eq!(r["approvals"]["waiting_for"], "district_director");
+                    let (status, problem) =
+                        act(&s, &d.approver, id, json!({ "action": "approve" })).await;
+                    assert_eq!(
+                        status,
+                        StatusCode::CONFLICT,
+                        "{kind}: the same approver twice: {problem}"
+                    );
+                    let r = ok(&s, &d.approver2, id, json!({ "action": "approve" })).await;
+                    assert_eq!(r["state"], "approved");
+                } else {
+                    assert_eq!(r["state"], "approved", "{kind}: {r}");
+                }
+            }
+            ok(
+                &s,
+                &d.tech,
+                id,
+                json!({ "action": "assign", "assignee_id": d.tech_id }),
+            )
+            .await;
+            ok(&s, &d.tech, id, json!({ "action": "start" })).await;
+            ok(&s, &d.tech, id, json!({ "action": "resolve" })).await;
+            let r = ok(&s, &d.ra, id, json!({ "action": "close", "rating": 5 })).await;
+            assert_eq!(r["state"], "closed", "{kind}");
+            assert_eq!(r["sla"]["resolution_breached"], false, "{kind}: {r}");
+        }
+
+        // Rejection needs a reason and ends the request; the requester may cancel before work.
+        let (_, fields) = &approval_kinds()[4];
+        let r = file(
+            &s,
+            &d.ra,
+            json!({ "kind": "data_service", "title": "ข้อมูล", "fields": fields }),
+        )
+        .await;
+        let id = r["id"].as_i64().unwrap();
+        let (status, problem) = act(&s, &d.approver, id, json!({ "action": "reject" })).await;
+        assert_eq!(
+            (status, problem["field"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("comment"))
+        );
+        let r = ok(
+            &s,
+            &d.approver,
+            id,
+            json!({ "action": "reject", "comment": "ข้อมูลส่วนบุคคล" }),
+        )
+        .await;
+        assert_eq!(r["state"], "rejected");
+        let (status, _) = act(&s, &d.approver, id, json!({ "action": "approve" })).await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        let r = file(
+            &s,
+            &d.ra,
+            json!({ "kind": "general", "title": "x", "fields": { "task": "y" } }),
+        )
+        .await;
+        let r = ok(
+            &s,
+            &d.ra,
+            r["id"].as_i64().unwrap(),
+            json!({ "action": "cancel" }),
+        )
+        .await;
+        assert_eq!(r["state"], "cancelled");
+
+        // The fiscal-year report counts them by school, kind and state.
+        let director = {
+            s.user(&d.admin, "director", "director", None).await;
+            s.login("director", "password-of-director").await
+        };
+        let (status, report) = s.get(&director, "/api/v1/reports/requests").await;
+        assert_eq!(status, StatusCode::OK, "{report}");
+        let year = report["fiscal_year"].as_i64().unwrap();
+        assert!(year > 2500, "a Buddhist-era year: {year}");
+        let line = |kind: &str, state: &str| -> Value {
+            report["lines"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|l| l["kind"] == kind && l["state"] == state && l["school_id"] == d.school_a)
+                .cloned()
+                .unwrap_or_else(|| panic!("no {kind}/{state} line in {report}"))
+        };
+        let purchase = line("purchase", "closed");
+        assert_eq!(
+            (
+                purchase["count"].as_i64(),
+                purchase["resolved"].as_i64(),
+                purchase["sla_met"].as_i64()
+            ),
+            (Some(1), Some(1), Some(1))
+        );
+        assert_eq!(purchase["mean_rating"], 5.0);
+        assert_eq!(purchase["school_code"], "A1001");
+        assert_eq!(line("data_service", "rejected")["count"], 1);
+        assert_eq!(line("general", "cancelled")["count"], 1);
+        let resp = s
+            .client
+            .get(format!(
+                "{}/api/v1/reports/requests?fiscal_year={year}&format=csv",
+                s.url
+            ))
+            .bearer_auth(&director)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.headers()["content-type"], "text/csv; charset=utf-8");
+        let csv = resp.text().await.unwrap();
+        assert!(csv.starts_with("\u{feff}รหัสโรงเรียน school_code,"), "{csv}");
+        assert!(
+            csv.contains(&format!("A1001,โรงเรียน A1001,purchase,closed,1,1,"))
+                && csv.contains(&format!(",5,{year}\r\n")),
+            "{csv}"
+        );
+        let (status, _) = s.get(&d.ra, "/api/v1/reports/requests").await;
+        assert_eq!(
+            status,
+            StatusCode::FORBIDDEN,
+            "requesters do not read reports"
+        );
+        let (status, problem) = s
+            .get(&director, "/api/v1/reports/requests?fiscal_year=2026")
+            .await;
+        assert_eq!(
+            (status, problem["field"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("fiscal_year"))
+        );
+        s.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn filing_refusals_name_the_field() {
+    for db in databases() {
+        let s = TestServer::start(&db).await;
+        let d = desk(&s).await;
+        let cases: &[(Value, StatusCode, &str)] = &[
+            (
+                json!({ "kind": "fax", "title": "x", "fields": {} }),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "kind",
+            ),
+            (
+                json!({ "kind": "repair", "title": " ", "fields": { "problem": "x" } }),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "title",
+            ),
+            (
+                json!({ "kind": "repair", "title": "x", "fields": {} }),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "fields.problem",
+            ),
+            (
+                json!({ "kind": "repair", "title": "x", "priority": "asap", "fields": { "problem": "x" } }),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "priority",
+            ),
+            (
+                json!({ "kind": "repair", "title": "x", "fields": { "problem": "x" }, "asset_ids": [999] }),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "asset_ids[0]",
+            ),
+            (
+                json!({ "kind": "loan", "title": "x", "fields": { "from": "2026-12-01", "to": "2026-12-02", "purpose": "x" } }),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "asset_ids",
+            ),
+            (
+                json!({ "kind": "general", "title": "x", "fields": { "task": "y" }, "school_id": d.school_b }),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "school_id",
+            ),
+            (
+                json!({ "kind": "general", "title": "x", "fields": { "task": "y" }, "asset_ids": [1] }),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "asset_ids",
+            ),
+            (
+                json!({ "kind": "purchase", "title": "x", "fields": { "category": "materials", "purpose": "p",
+                "items": [{ "spec": "s", "quantity": 0, "unit": "u", "estimated_price": 1 }] } }),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "fields.items[0].quantity",
+            ),
+            (
+                json!({ "kind": "general", "title": "x", "fields": { "task": "y" }, "colour": "red" }),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "colour",
+            ),
+        ];
+        for (body, expected, field) in cases {
+            let (status, problem) = s.post(&d.ra, "/api/v1/requests", body.clone()).await;
+            assert_eq!(status, *expected, "{db:?} {body} -> {problem}");
+            assert_eq!(
+                problem["field"].as_str(),
+                Some(*field),
+                "{body} -> {problem}"
+            );
+        }
+        let (status, _) = s
+            .post(
+                &d.compliance,
+                "/api/v1/requests",
+                json!({ "kind": "general", "title": "x", "fields": { "task": "y" } }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, problem) = s.get(&d.tech, "/api/v1/requests?state=lost").await;
+        assert_eq!(
+            (status, problem["field"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("state"))
+        );
+        // A technician files for a school they name.
+        let (status, problem) = s
+            .post(
+                &d.tech,
+                "/api/v1/requests",
+                json!({ "kind": "general", "title": "x", "fields": { "task": "y" } }),
+            )
+            .await;
+        assert_eq!(
+            (status, problem["field"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("school_id"))
+        );
+        let r = file(&s, &d.tech, json!({ "kind": "general", "title": "x", "fields": { "task": "y" }, "school_id": d.school_b })).await;
+        let (status, _) = s.get(&d.rb, &format!("/api/v1/requests/{}", r["id"])).await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "school B sees the request filed for it"
+        );
+        let (status, _) = s.get(&d.ra, &format!("/api/v1/requests/{}", r["id"])).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        s.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn account_approval_makes_a_network_identity() {
+    for db in databases() {
+        let s = TestServer::start(&db).await;
+        let d = desk(&s).await;
+        let fields = json!({ "login": "somsri.j", "full_name": "นางสมศรี ใจดี" });
+        let r = file(
+            &s,
+            &d.ra,
+            json!({ "kind": "account", "title": "บัญชีเน็ตครูใหม่", "fields": fields }),
+        )
+        .await;
+        let id = r["id"].as_i64().unwrap();
+        let (status, none) = s
+            .get(&d.tech, "/api/v1/network-identities?login=somsri.j")
+            .await;
+        assert_eq!(
+            (status, none),
+            (StatusCode::OK, json!([])),
+            "not before approval"
+        );
+        // A second request for the same user ID may be filed while the first waits ...
+        let r2 = file(
+            &s,
+            &d.ra,
+            json!({ "kind": "account", "title": "ซ้ำ", "fields": fields }),
+        )
+        .await;
+        ok(&s, &d.approver, id, json!({ "action": "approve" })).await;
+        let (status, found) = s
+            .get(&d.tech, "/api/v1/network-identities?login=somsri.j")
+            .await;
+        assert_eq!(status, StatusCode::OK, "{found}");
+        let identity = &found[0];
+        assert_eq!(identity["full_name"], "นางสมศรี ใจดี");
+        assert_eq!(
+            (
+                identity["school_id"].as_i64(),
+                identity["request_id"].as_i64()
+            ),
+            (Some(d.school_a), Some(id))
+        );
+        // ... but not approved: the user ID is taken now, and nothing changed.
+        let (status, problem) = act(
+            &s,
+            &d.approver,
+            r2["id"].as_i64().unwrap(),
+            json!({ "action": "approve" }),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert!(
+            problem["detail"].as_str().unwrap().contains("somsri.j"),
+            "{problem}"
+        );
+        let (_, r2) = s
+            .get(&d.ra, &format!("/api/v1/requests/{}", r2["id"]))
+            .await;
+        assert_eq!(r2["state"], "pending_approval");
+        let (status, problem) = s
+            .post(
+                &d.ra,
+                "/api/v1/requests",
+                json!({ "kind": "account", "title": "ซ้ำ", "fields": fields }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+        let (status, _) = s
+            .get(&d.ra, "/api/v1/network-identities?login=somsri.j")
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::FORBIDDEN,
+            "requesters do not look up identities"
+        );
+        s.stop().await;
+    }
+}
+
+fn loan(asset_ids: &[i64], from: &str, to: &str) -> Value {
+    json!({ "kind": "loan", "title": format!("ยืม {from}"), "asset_ids": asset_ids,
+            "fields": { "from": from, "to": to, "purpose": "อบรมครู", "place": "หอประชุม" } })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn loans_never_double_book_an_asset() {
+    for db in databases() {
+        let s = TestServer::start(&db).await;
+        let d = desk(&s).await;
+        let office = s.school(&d.admin, "OFFICE").await;
+        let projector = asset(&s, &d.admin, "PJ-0001", office).await;
+        let notebook = asset(&s, &d.admin, "NB-0002", office).await;
+
+        // Approved for 1-3 Dec; 3-5 Dec overlaps on the 3rd and is refused on filing.
+        let first = file(
+            &s,
+            &d.ra,
+            loan(&[projector, notebook], "2026-12-01", "2026-12-03"),
+        )
+        .await;
+        let first_id = first["id"].as_i64().unwrap();
+        ok(&s, &d.approver, first_id, json!({ "action": "approve" })).await;
+        let (status, problem) = s
+            .post(
+                &d.rb,
+                "/api/v1/requests",
+                loan(&[notebook], "2026-12-03", "2026-12-05"),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{db:?} {problem}");
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(
+            detail.contains("NB-0002") && detail.contains(&format!("request {first_id}")),
+            "{detail}"
+        );
+        file(&s, &d.rb, loan(&[notebook], "2026-12-04", "2026-12-05")).await;
+        let (_, calendar) = s
+            .get(&d.tech, &format!("/api/v1/assets/{notebook}/loans"))
+            .await;
+        let booked: Vec<(bool, &str)> = calendar
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| {
+                (
+                    b["approved"].as_bool().unwrap(),
+                    b["from"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            booked,
+            [
+                (true, "2026-12-01T00:00:00+07:00"),
+                (false, "2026-12-04T00:00:00+07:00")
+            ]
+        );
+
+        // Eight overlapping requests filed while none is approved, then approved all at once:
+        // exactly one wins, on either engine.
+        let mut ids = Vec::new();
+        for day in 10..18 {
+            let r = file(
+                &s,
+                if day % 2 == 0 { &d.ra } else { &d.rb },
+                loan(&[projector], &format!("2026-12-{day}"), "2026-12-20"),
+            )
+            .await;
+            ids.push(r["id"].as_i64().unwrap());
+        }
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(ids.len()));
+        let mut tasks = Vec::new();
+        for &id in &ids {
+            let (client, barrier) = (s.client.clone(), barrier.clone());
+            let url = format!("{}/api/v1/requests/{id}/actions", s.url);
+            let token = d.approver.clone();
+            tasks.push(tokio::spawn(async move {
+                barrier.wait().await;
+                let resp = client
+                    .post(url)
+                    .bearer_auth(token)
+                    .json(&json!({ "action": "approve" }))
+                    .send()
+                    .await
+                    .unwrap();
+                let status = resp.status();
+                (status, resp.json::<Value>().await.unwrap())
+            }));
+        }
+        let mut results = Vec::new();
+        for task in tasks {
+            results.push(task.await.unwrap());
+        }
+        let winners: Vec<i64> = ids
+            .iter()
+            .zip(&results)
+            .filter(|(_, (st, _))| *st == StatusCode::OK)
+            .map(|(id, _)| *id)
+            .collect();
+        assert_eq!(winners.len(), 1, "{db:?}: {results:?}");
+        for (id, (status, body)) in ids.iter().zip(&results) {
+            if *id != winners[0] {
+                assert_eq!(*status, StatusCode::CONFLICT, "{body}");
+                let detail = body["detail"].as_str().unwrap();
+                assert!(detail.contains("PJ-0001"), "{detail}");
+            }
+        }
+        let (_, pending) = s
+            .get(
+                &d.approver,
+                "/api/v1/requests?state=pending_approval&kind=loan",
+            )
+            .await;
+        assert_eq!(
+            pending.as_array().unwrap().len(),
+            8,
+            "the 7 losers still wait, plus the 4-5 Dec loan"
+        );
+
+        // Cancelling the winner frees the period for another.
+        ok(
+            &s,
+            &d.tech,
+            winners[0],
+            json!({ "action": "cancel", "comment": "งานเลื่อน" }),
+        )
+        .await;
+        let other = *ids.iter().find(|&&id| id != winners[0]).unwrap();
+        ok(&s, &d.approver, other, json!({ "action": "approve" })).await;
+
+        // Check-out and check-in with condition notes.
+        ok(
+            &s,
+            &d.tech,
+            first_id,
+            json!({ "action": "assign", "assignee_id": d.tech_id }),
+        )
+        .await;
+        ok(
+            &s,
+            &d.tech,
+            first_id,
+            json!({ "action": "start", "comment": "สภาพดี มีสาย HDMI" }),
+        )
+        .await;
+        let (_, a) = s.get(&d.tech, &format!("/api/v1/assets/{projector}")).await;
+        assert_eq!(a["state"], "on_loan");
+        let r = ok(
+            &s,
+            &d.tech,
+            first_id,
+            json!({ "action": "resolve", "comment": "คืนครบ สภาพดี" }),
+        )
+        .await;
+        assert_eq!(r["overdue"], false);
+        let (_, a) = s.get(&d.tech, &format!("/api/v1/assets/{projector}")).await;
+        assert_eq!(a["state"], "in_stock");
+        let notes: Vec<&str> = a["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["detail"].as_str().unwrap())
+            .collect();
+        assert_eq!(notes, ["in_stock", "สภาพดี มีสาย HDMI", "คืนครบ สภาพดี"]);
+
+        // A loan out past its period is overdue.
+        let late = file(&s, &d.ra, loan(&[notebook], "2020-01-06", "2020-01-07")).await;
+        let late_id = late["id"].as_i64().unwrap();
+        ok(&s, &d.approver, late_id, json!({ "action": "approve" })).await;
+        ok(
+            &s,
+            &d.tech,
+            late_id,
+            json!({ "action": "assign", "assignee_id": d.tech_id }),
+        )
+        .await;
+        let r = ok(&s, &d.tech, late_id, json!({ "action": "start" })).await;
+        assert_eq!(r["overdue"], true, "{r}");
+        s.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn asset_register_search_and_isolation() {
+    for db in databases() {
+        let s = TestServer::start(&db).await;
+        let d = desk(&s).await;
+        for i in 0..5 {
+            asset(&s, &d.admin, &format!("7440-001-000{i}/67"), d.school_a).await;
+        }
+        let b = asset(&s, &d.admin, "7440-002-0001/66", d.school_b).await;
+        let (status, problem) = s
+            .post(
+                &d.admin,
+                "/api/v1/assets",
+                json!({ "asset_number": "7440-002-0001/66",
+            "category": "x", "school_id": d.school_b }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .contains("7440-002-0001/66")
+        );
+        let cases: &[(Value, &str)] = &[
+            (
+                json!({ "asset_number": "n1", "category": "x", "school_id": d.school_a, "budget_year": 2024 }),
+                "budget_year",
+            ),
+            (
+                json!({ "asset_number": "n1", "category": "x", "school_id": d.school_a, "state": "broken" }),
+                "state",
+            ),
+            (
+                json!({ "asset_number": "n1", "category": "x", "school_id": d.school_a, "warranty_end": "soon" }),
+                "warranty_end",
+            ),
+            (
+                json!({ "asset_number": "n1", "category": "x", "school_id": 9999 }),
+                "school_id",
+            ),
+            (
+                json!({ "asset_number": "", "category": "x", "school_id": d.school_a }),
+                "asset_number",
+            ),
+        ];
+        for (body, field) in cases {
+            let (status, problem) = s.post(&d.admin, "/api/v1/assets", body.clone()).await;
+            assert_eq!(
+                (status, problem["field"].as_str()),
+                (StatusCode::UNPROCESSABLE_ENTITY, Some(*field)),
+                "{body}"
+            );
+        }
+        let (status, _) = s
+            .post(
+                &d.ra,
+                "/api/v1/assets",
+                json!({ "asset_number": "n2", "category": "x", "school_id": d.school_a }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+
+        let numbers = |v: &Value| -> Vec<String> {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a["asset_number"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        let (_, found) = s.get(&d.tech, "/api/v1/assets?q=7440-001").await;
+        assert_eq!(found.as_array().unwrap().len(), 5);
+        let (_, found) = s.get(&d.tech, "/api/v1/assets?q=SN-7440-002").await;
+        assert_eq!(numbers(&found), ["7440-002-0001/66"], "by serial");
+        let (_, page1) = s.get(&d.tech, "/api/v1/assets?limit=4").await;
+        assert_eq!(page1.as_array().unwrap().len(), 4);
+        let last = page1[3]["id"].as_i64().unwrap();
+        let (_, page2) = s
+            .get(&d.tech, &format!("/api/v1/assets?limit=4&before_id={last}"))
+            .await;
+        assert_eq!(page2.as_array().unwrap().len(), 2, "6 assets in two pages");
+        let (_, own) = s.get(&d.ra, "/api/v1/assets").await;
+        assert_eq!(
+            own.as_array().unwrap().len(),
+            5,
+            "a requester sees their school's"
+        );
+        let (status, _) = s.get(&d.ra, &format!("/api/v1/assets/{b}")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let (status, a) = s.get(&d.rb, &format!("/api/v1/assets/{b}")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            (a["price"].as_f64(), a["budget_year"].as_i64()),
+            (Some(21500.5), Some(2567))
+        );
+        let (status, _) = s.get(&d.compliance, "/api/v1/assets").await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        s.stop().await;
+    }
+}
