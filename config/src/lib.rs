@@ -11,8 +11,8 @@ mod sections;
 use std::path::{Path, PathBuf};
 
 pub use sections::{
-    AuthConfig, CollectorConfig, DatabaseConfig, LogFormat, LogTarget, LoggingConfig,
-    MIN_RETENTION_DAYS, RetentionConfig, ServerConfig,
+    AgentConfig, AuthConfig, CollectorConfig, DatabaseConfig, DevicesConfig, LogFormat, LogTarget,
+    LoggingConfig, MIN_RETENTION_DAYS, RetentionConfig, ServerConfig,
 };
 use serde::{Deserialize, Serialize};
 
@@ -56,6 +56,8 @@ pub struct Config {
     pub logging: LoggingConfig,
     pub collector: CollectorConfig,
     pub retention: RetentionConfig,
+    pub devices: DevicesConfig,
+    pub agent: AgentConfig,
 }
 
 /// The table names, in the order the example file documents them.
@@ -66,6 +68,8 @@ const SECTIONS: &[&str] = &[
     "logging",
     "collector",
     "retention",
+    "devices",
+    "agent",
 ];
 
 impl Config {
@@ -136,17 +140,16 @@ impl Config {
                 message,
             })
         };
-        if let Some(url) = &self.database.url {
-            if !(url.starts_with("sqlite:")
+        if let Some(url) = &self.database.url
+            && !(url.starts_with("sqlite:")
                 || url.starts_with("postgres://")
                 || url.starts_with("postgresql://"))
-            {
-                return refuse(
-                    "database.url",
-                    format!("{url:?}"),
-                    "allowed: sqlite://PATH or postgres://USER@HOST:PORT/DB".into(),
-                );
-            }
+        {
+            return refuse(
+                "database.url",
+                format!("{url:?}"),
+                "allowed: sqlite://PATH or postgres://USER@HOST:PORT/DB".into(),
+            );
         }
         if self.database.max_connections == 0 {
             return refuse(
@@ -205,6 +208,38 @@ impl Config {
                 );
             }
             _ => {}
+        }
+        let positive: [(&str, u64); 6] = [
+            (
+                "devices.report_interval_secs",
+                self.devices.report_interval_secs,
+            ),
+            (
+                "devices.config_refresh_secs",
+                self.devices.config_refresh_secs,
+            ),
+            (
+                "devices.silent_after_intervals",
+                self.devices.silent_after_intervals.into(),
+            ),
+            (
+                "devices.raw_retention_days",
+                self.devices.raw_retention_days.into(),
+            ),
+            ("agent.max_concurrency", self.agent.max_concurrency as u64),
+            ("agent.probe_timeout_secs", self.agent.probe_timeout_secs),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return refuse(key, "0".into(), "allowed: 1 or more".into());
+            }
+        }
+        if self.agent.spool_max_batches < 10 {
+            return refuse(
+                "agent.spool_max_batches",
+                self.agent.spool_max_batches.to_string(),
+                "allowed: 10 or more".into(),
+            );
         }
         if self.server.tls_cert.is_some() && self.server.tls_self_signed {
             return refuse(

@@ -155,3 +155,53 @@ impl Default for RetentionConfig {
         }
     }
 }
+
+/// `[devices]`: device health on the server: how agents report and when they count as silent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DevicesConfig {
+    /// Seconds between two reports of an agent (each agent adds its own jitter).
+    pub report_interval_secs: u64,
+    /// Seconds between two configuration pulls of an agent.
+    pub config_refresh_secs: u64,
+    /// Report intervals without a report after which an agent is silent (an incident).
+    pub silent_after_intervals: u32,
+    /// Days raw samples are kept.
+    pub raw_retention_days: u32,
+}
+
+impl Default for DevicesConfig {
+    fn default() -> Self {
+        DevicesConfig {
+            report_interval_secs: 60,
+            config_refresh_secs: 300,
+            silent_after_intervals: 3,
+            raw_retention_days: 7,
+        }
+    }
+}
+
+/// `[agent]`: the school agent `khetnet-agent` (only the agent reads this section).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Where the agent keeps its credential, cached configuration and spool.
+    pub state_dir: PathBuf,
+    /// Probes run at the same time, at most.
+    pub max_concurrency: usize,
+    /// Report batches kept on disk while the server is unreachable; past it the oldest go.
+    pub spool_max_batches: usize,
+    /// Seconds a probe may take before it counts as failed.
+    pub probe_timeout_secs: u64,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            state_dir: PathBuf::from("/var/lib/khetnet-agent"),
+            max_concurrency: 32,
+            spool_max_batches: 10_000,
+            probe_timeout_secs: 5,
+        }
+    }
+}

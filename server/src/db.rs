@@ -37,6 +37,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "desk",
         include_str!("../migrations/sqlite/0002_desk.sql"),
     ),
+    (
+        3,
+        "devices",
+        include_str!("../migrations/sqlite/0003_devices.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -48,6 +53,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "desk",
         include_str!("../migrations/postgres/0002_desk.sql"),
+    ),
+    (
+        3,
+        "devices",
+        include_str!("../migrations/postgres/0003_devices.sql"),
     ),
 ];
 
@@ -131,15 +141,15 @@ fn sqlite_url(url: &str) -> Result<String> {
         .trim_start_matches("sqlite://")
         .trim_start_matches("sqlite:");
     let path = path.split('?').next().unwrap_or_default();
-    if !path.is_empty() && path != ":memory:" {
-        if let Some(parent) = std::path::Path::new(path).parent() {
-            if !parent.as_os_str().is_empty() {
-                std::fs::create_dir_all(parent).map_err(crate::error::Error::io(format!(
-                    "creating the database folder {}",
-                    parent.display()
-                )))?;
-            }
-        }
+    if !path.is_empty()
+        && path != ":memory:"
+        && let Some(parent) = std::path::Path::new(path).parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent).map_err(crate::error::Error::io(format!(
+            "creating the database folder {}",
+            parent.display()
+        )))?;
     }
     Ok(if url.contains('?') {
         url.to_owned()

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod auth;
 pub mod db;
 pub mod desk;
+pub mod devices;
 pub mod error;
 pub mod health;
 pub mod http;
@@ -48,6 +49,7 @@ pub struct RunningServer {
     pub health: Arc<health::Health>,
     handle: axum_server::Handle<SocketAddr>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    sweep: tokio::task::JoinHandle<()>,
 }
 
 impl RunningServer {
@@ -58,6 +60,7 @@ impl RunningServer {
     /// Stops accepting, lets requests in flight finish (up to 10 s), and waits.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         self.handle.graceful_shutdown(Some(Duration::from_secs(10)));
+        self.sweep.abort();
         self.task.await.context("server task")?.context("serving")?;
         Ok(())
     }
@@ -136,8 +139,10 @@ pub async fn start(config: &Config, options: StartOptions) -> anyhow::Result<Run
         tls: cert_files.is_some(),
         metrics: telemetry::metrics_handle(),
         health: health.clone(),
+        devices: devices::Settings::from(&config.devices),
         desk: Arc::new(desk::Settings::default()),
     };
+    let sweep = devices_sweep(state.db.clone(), state.devices.clone());
     let app = http::router(state, config.server.max_body_bytes)
         .into_make_service_with_connect_info::<SocketAddr>();
     let handle = axum_server::Handle::new();
@@ -160,6 +165,22 @@ pub async fn start(config: &Config, options: StartOptions) -> anyhow::Result<Run
         health,
         handle,
         task,
+        sweep,
+    })
+}
+
+/// Every half report interval: opens incidents for silent agents and purges old samples.
+fn devices_sweep(db: db::Db, settings: devices::Settings) -> tokio::task::JoinHandle<()> {
+    let period = Duration::from_secs(settings.report_interval_secs.div_ceil(2).max(1));
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(error) = devices::alerts::sweep(&db, &settings, db::now_ms()).await {
+                tracing::warn!(error = %error, "device-health sweep failed");
+            }
+        }
     })
 }
 

@@ -187,10 +187,10 @@ pub async fn update(
     let role = patch.role.unwrap_or(before.role);
     let school_id = patch.school_id.or(before.school_id);
     validate_school(&mut tx, role, school_id).await?;
-    if let Some(name) = &patch.display_name {
-        if name.trim().is_empty() {
-            return Err(Error::invalid("display_name", "must not be empty"));
-        }
+    if let Some(name) = &patch.display_name
+        && name.trim().is_empty()
+    {
+        return Err(Error::invalid("display_name", "must not be empty"));
     }
     if actor.user_id == Some(id)
         && (patch.active == Some(false) || patch.role.is_some_and(|r| r != Role::Admin))

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod desk;
+pub mod devices;
 pub mod error;
 pub mod extract;
 
@@ -36,6 +37,8 @@ pub struct AppState {
     pub tls: bool,
     pub metrics: PrometheusHandle,
     pub health: Arc<Health>,
+    /// Device-health settings (`[devices]`).
+    pub devices: crate::devices::Settings,
     /// The service desk's settings (`[desk]`).
     pub desk: Arc<crate::desk::Settings>,
 }
@@ -56,6 +59,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/users/{id}/unlock", post(api::unlock_user))
         .route("/audit", get(api::list_audit))
         .route("/openapi.json", get(openapi))
+        .merge(devices::routes())
         .merge(desk::routes())
         .fallback(api_not_found);
     Router::new()

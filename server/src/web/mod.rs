@@ -215,10 +215,10 @@ async fn login_submit(
 }
 
 async fn logout(State(state): State<AppState>, user: WebUser) -> Response {
-    if let Some(token) = &user.token {
-        if let Err(e) = auth::logout(&state.db, token).await {
-            return ApiError::from(e).into_response();
-        }
+    if let Some(token) = &user.token
+        && let Err(e) = auth::logout(&state.db, token).await
+    {
+        return ApiError::from(e).into_response();
     }
     let mut response = see_other("/login");
     let clear = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
@@ -247,10 +247,10 @@ async fn set_language(
         }
         .into_response();
     };
-    if let Some(p) = &user.principal {
-        if let Err(e) = users::set_language(&state.db, p.id, lang.code()).await {
-            return ApiError::from(e).into_response();
-        }
+    if let Some(p) = &user.principal
+        && let Err(e) = users::set_language(&state.db, p.id, lang.code()).await
+    {
+        return ApiError::from(e).into_response();
     }
     // Back to the page the switch was on, when it was one of ours.
     let back = headers

@@ -1,0 +1,361 @@
+//! Agent reports: a batch of samples, stored whole or not at all, once per batch id.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use sqlx::{Any, Row};
+
+use super::agents::AgentIdentity;
+use super::{alerts, is_uuid};
+use crate::db::{Db, now_ms, rfc3339};
+use crate::error::{Error, Result};
+
+/// The most samples one batch may carry.
+pub const MAX_SAMPLES: usize = 10_000;
+
+/// A report as an agent sends it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Report {
+    /// A UUID the agent chose for this batch; a replay carries the same one.
+    pub batch_id: String,
+    #[serde(default)]
+    pub agent_version: String,
+    /// Samples the agent dropped (its spool was full) since its last delivered report.
+    #[serde(default)]
+    pub samples_lost: i64,
+    pub samples: Vec<Sample>,
+}
+
+/// One measurement of one device.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sample {
+    pub device_id: i64,
+    /// When it was measured, RFC 3339 with offset.
+    pub at: String,
+    /// Whether the device answered.
+    pub ok: bool,
+    pub latency_ms: Option<f64>,
+    pub loss_percent: Option<f64>,
+    pub error: Option<String>,
+    /// Probe-specific values (SNMP readings, HTTP status).
+    pub detail: Option<serde_json::Value>,
+}
+
+/// What happened to a report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "outcome")]
+pub enum Outcome {
+    /// Stored now.
+    Stored { samples: usize },
+    /// This batch id was stored before; nothing was stored again.
+    Duplicate,
+}
+
+struct Checked {
+    at: i64,
+    detail: Option<String>,
+}
+
+fn check(report: &Report) -> Result<Vec<Checked>> {
+    if !is_uuid(&report.batch_id) {
+        return Err(Error::invalid("batch_id", "must be a UUID"));
+    }
+    if report.samples_lost < 0 {
+        return Err(Error::invalid("samples_lost", "must not be negative"));
+    }
+    if report.samples.len() > MAX_SAMPLES {
+        return Err(Error::invalid(
+            "samples",
+            format!("at most {MAX_SAMPLES} samples a batch"),
+        ));
+    }
+    let now = now_ms();
+    report
+        .samples
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let field = |name: &str| format!("samples[{i}].{name}");
+            let at = s
+                .at
+                .parse::<jiff::Timestamp>()
+                .map_err(|e| Error::invalid(&field("at"), format!("not an RFC 3339 time: {e}")))?
+                .as_millisecond();
+            if at > now + 300_000 {
+                return Err(Error::invalid(
+                    &field("at"),
+                    "lies more than 5 minutes in the future; check the agent's clock",
+                ));
+            }
+            if s.latency_ms.is_some_and(|l| !l.is_finite() || l < 0.0) {
+                return Err(Error::invalid(&field("latency_ms"), "must be 0 or more"));
+            }
+            if s.loss_percent.is_some_and(|l| !(0.0..=100.0).contains(&l)) {
+                return Err(Error::invalid(&field("loss_percent"), "must be 0 to 100"));
+            }
+            if s.error.as_ref().is_some_and(|e| e.len() > 1000) {
+                return Err(Error::invalid(&field("error"), "at most 1000 bytes"));
+            }
+            let detail = s.detail.as_ref().map(|d| d.to_string());
+            if detail.as_ref().is_some_and(|d| d.len() > 16_384) {
+                return Err(Error::invalid(&field("detail"), "at most 16 KiB"));
+            }
+            Ok(Checked { at, detail })
+        })
+        .collect()
+}
+
+/// A nullable float for binding. sqlx's Any driver gives a NULL float no type PostgreSQL
+/// keeps, so a statement first prepared with NULL then refuses a number ("incorrect binary data
+/// format"); text cast in SQL works on both engines.
+fn float_text(value: Option<f64>) -> Option<String> {
+    value.map(|v| v.to_string())
+}
+
+struct DeviceState {
+    status: String,
+    status_since: Option<i64>,
+    last_sample_at: Option<i64>,
+    down_after_minutes: i64,
+    degraded_loss_percent: i64,
+    name: String,
+    school_id: i64,
+}
+
+/// Stores a report from `agent`, acknowledging only once committed.
+///
+/// # Errors
+/// `Invalid` naming the first offending field (`batch_id`, `samples[3].at`,
+/// `samples[0].device_id` for a device not of the agent's school); nothing is stored then.
+pub async fn ingest(
+    db: &Db,
+    agent: AgentIdentity,
+    source_ip: Option<&str>,
+    report: &Report,
+) -> Result<Outcome> {
+    let checked = check(report)?;
+    let now = now_ms();
+    let mut tx = db.begin_write().await?;
+    let inserted = sqlx::query(
+        "INSERT INTO agent_report_batches (agent_id, batch_id, received_at, samples, samples_lost) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+    )
+    .bind(agent.id)
+    .bind(report.batch_id.to_ascii_lowercase())
+    .bind(now)
+    .bind(report.samples.len() as i64)
+    .bind(report.samples_lost)
+    .execute(&mut *tx)
+    .await?;
+    if inserted.rows_affected() == 0 {
+        tx.rollback().await?;
+        return Ok(Outcome::Duplicate);
+    }
+
+    let rows = sqlx::query::<Any>(
+        "SELECT id, name, school_id, status, status_since, last_sample_at, down_after_minutes, degraded_loss_percent \
+         FROM devices WHERE school_id = $1",
+    )
+    .bind(agent.school_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut devices = HashMap::new();
+    for r in rows {
+        devices.insert(
+            r.try_get::<i64, _>("id")?,
+            DeviceState {
+                name: r.try_get("name")?,
+                school_id: r.try_get("school_id")?,
+                status: r.try_get("status")?,
+                status_since: r.try_get("status_since")?,
+                last_sample_at: r.try_get("last_sample_at")?,
+                down_after_minutes: r.try_get("down_after_minutes")?,
+                degraded_loss_percent: r.try_get("degraded_loss_percent")?,
+            },
+        );
+    }
+    for (i, s) in report.samples.iter().enumerate() {
+        if !devices.contains_key(&s.device_id) {
+            return Err(Error::invalid(
+                &format!("samples[{i}].device_id"),
+                format!("device {} is not one of this agent's school", s.device_id),
+            ));
+        }
+    }
+
+    // Many rows per statement: 8 parameters a row, 100 rows a statement.
+    for chunk in report
+        .samples
+        .iter()
+        .zip(&checked)
+        .collect::<Vec<_>>()
+        .chunks(100)
+    {
+        let mut sql = String::from(
+            "INSERT INTO device_samples (device_id, agent_id, at, ok, latency_ms, loss_percent, detail_json, error) VALUES ",
+        );
+        let mut values = Vec::with_capacity(chunk.len());
+        for i in 0..chunk.len() {
+            let b = i * 7;
+            values.push(format!(
+                "(${}, {}, ${}, ${}, CAST(${} AS DOUBLE PRECISION), CAST(${} AS DOUBLE PRECISION), ${}, ${})",
+                b + 1,
+                agent.id,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5,
+                b + 6,
+                b + 7
+            ));
+        }
+        sql.push_str(&values.join(", "));
+        let mut query = sqlx::query::<Any>(sqlx::AssertSqlSafe(sql));
+        for (s, c) in chunk {
+            query = query
+                .bind(s.device_id)
+                .bind(c.at)
+                .bind(i64::from(s.ok))
+                .bind(float_text(s.latency_ms))
+                .bind(float_text(s.loss_percent))
+                .bind(c.detail.clone())
+                .bind(s.error.clone());
+        }
+        query.execute(&mut *tx).await?;
+    }
+
+    // Each device's status follows its newest sample; older ones (a replayed spool) only add
+    // history.
+    let mut newest: HashMap<i64, (&Sample, i64)> = HashMap::new();
+    for (s, c) in report.samples.iter().zip(&checked) {
+        let entry = newest.entry(s.device_id).or_insert((s, c.at));
+        if c.at >= entry.1 {
+            *entry = (s, c.at);
+        }
+    }
+    for (device_id, (sample, at)) in newest {
+        let state = &devices[&device_id];
+        if state.last_sample_at.is_some_and(|last| last > at) {
+            continue;
+        }
+        let status = if !sample.ok {
+            "down"
+        } else if sample
+            .loss_percent
+            .is_some_and(|l| l >= state.degraded_loss_percent as f64)
+        {
+            "degraded"
+        } else {
+            "up"
+        };
+        let since = if status == state.status {
+            state.status_since.unwrap_or(at)
+        } else {
+            at
+        };
+        sqlx::query(
+            "UPDATE devices SET status = $2, status_since = $3, last_sample_at = $4, last_latency_ms = CAST($5 AS DOUBLE PRECISION), \
+             last_loss_percent = CAST($6 AS DOUBLE PRECISION), last_error = $7 WHERE id = $1",
+        )
+        .bind(device_id)
+        .bind(status)
+        .bind(since)
+        .bind(at)
+        .bind(float_text(sample.latency_ms))
+        .bind(float_text(sample.loss_percent))
+        .bind(&sample.error)
+        .execute(&mut *tx)
+        .await?;
+        alerts::device_changed(
+            &mut tx,
+            alerts::DeviceNow {
+                id: device_id,
+                school_id: state.school_id,
+                name: &state.name,
+                status,
+                status_since: since,
+                at,
+                down_after_minutes: state.down_after_minutes,
+                error: sample.error.as_deref(),
+            },
+        )
+        .await?;
+    }
+
+    sqlx::query(
+        "UPDATE agents SET last_seen_at = $2, last_address = $3, version = $4, \
+         samples_received = samples_received + $5, samples_lost = samples_lost + $6 WHERE id = $1",
+    )
+    .bind(agent.id)
+    .bind(now)
+    .bind(source_ip)
+    .bind(&report.agent_version)
+    .bind(report.samples.len() as i64)
+    .bind(report.samples_lost)
+    .execute(&mut *tx)
+    .await?;
+    alerts::agent_heard(&mut tx, agent.id, now).await?;
+    tx.commit().await?;
+    metrics::counter!("khetnet_agent_samples_total").increment(report.samples.len() as u64);
+    if report.samples_lost > 0 {
+        metrics::counter!("khetnet_agent_samples_lost_total").increment(report.samples_lost as u64);
+    }
+    Ok(Outcome::Stored {
+        samples: report.samples.len(),
+    })
+}
+
+/// One stored sample as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct StoredSample {
+    pub at: String,
+    pub ok: bool,
+    pub latency_ms: Option<f64>,
+    pub loss_percent: Option<f64>,
+    pub error: Option<String>,
+    pub detail: Option<serde_json::Value>,
+}
+
+/// A device's samples in a time range, oldest first, at most `limit`.
+pub async fn list(
+    db: &Db,
+    device_id: i64,
+    since_ms: Option<i64>,
+    limit: i64,
+) -> Result<Vec<StoredSample>> {
+    let rows = sqlx::query::<Any>(
+        "SELECT at, ok, latency_ms, loss_percent, error, detail_json FROM device_samples \
+         WHERE device_id = $1 AND ($2 IS NULL OR at >= $2) ORDER BY at, id LIMIT $3",
+    )
+    .bind(device_id)
+    .bind(since_ms)
+    .bind(limit)
+    .fetch_all(&db.pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(StoredSample {
+                at: rfc3339(r.try_get("at")?),
+                ok: r.try_get::<i64, _>("ok")? != 0,
+                latency_ms: r.try_get("latency_ms")?,
+                loss_percent: r.try_get("loss_percent")?,
+                error: r.try_get("error")?,
+                detail: r
+                    .try_get::<Option<String>, _>("detail_json")?
+                    .and_then(|d| serde_json::from_str(&d).ok()),
+            })
+        })
+        .collect()
+}
+
+/// Removes raw samples older than `keep_days`. Returns how many went.
+pub async fn purge(db: &Db, keep_days: u32) -> Result<u64> {
+    let cutoff = now_ms() - i64::from(keep_days) * 86_400_000;
+    let done = sqlx::query("DELETE FROM device_samples WHERE at < $1")
+        .bind(cutoff)
+        .execute(&db.pool)
+        .await?;
+    Ok(done.rows_affected())
+}

@@ -1,0 +1,473 @@
+//! The devices of each school that its agent probes (the "targets"), with their current
+//! status as the latest samples left it.
+
+use serde::{Deserialize, Serialize};
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row};
+
+use crate::audit::{self, Actor, Change};
+use crate::db::{Db, now_ms, rfc3339};
+use crate::error::{Error, Result, ResultExt};
+
+/// The probes an agent knows.
+pub const PROBES: &[&str] = &["icmp", "tcp", "http", "snmp"];
+
+/// A device as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Device {
+    pub id: i64,
+    pub school_id: i64,
+    pub name: String,
+    pub probe: String,
+    pub address: String,
+    pub port: Option<i64>,
+    pub snmp_community: Option<String>,
+    pub interval_secs: i64,
+    pub down_after_minutes: i64,
+    pub degraded_loss_percent: i64,
+    pub enabled: bool,
+    /// `unknown` (no sample yet), `up`, `degraded` or `down`.
+    pub status: String,
+    pub status_since: Option<String>,
+    pub last_sample_at: Option<String>,
+    pub last_latency_ms: Option<f64>,
+    pub last_loss_percent: Option<f64>,
+    pub last_error: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// What a client sends to create a device. Unknown fields are refused.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewDevice {
+    pub school_id: i64,
+    pub name: String,
+    /// `icmp`, `tcp`, `http` or `snmp`.
+    pub probe: String,
+    /// Host name or IP address; for `http` the URL.
+    pub address: String,
+    pub port: Option<i64>,
+    pub snmp_community: Option<String>,
+    #[serde(default = "default_interval")]
+    pub interval_secs: i64,
+    #[serde(default = "default_down_after")]
+    pub down_after_minutes: i64,
+    #[serde(default = "default_degraded_loss")]
+    pub degraded_loss_percent: i64,
+    #[serde(default = "default_enabled")]
+    pub enabled: bool,
+}
+
+fn default_interval() -> i64 {
+    60
+}
+fn default_down_after() -> i64 {
+    5
+}
+fn default_degraded_loss() -> i64 {
+    20
+}
+fn default_enabled() -> bool {
+    true
+}
+
+/// A change to a device: only the fields given change. The school cannot change.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DevicePatch {
+    pub name: Option<String>,
+    pub probe: Option<String>,
+    pub address: Option<String>,
+    pub port: Option<i64>,
+    pub snmp_community: Option<String>,
+    pub interval_secs: Option<i64>,
+    pub down_after_minutes: Option<i64>,
+    pub degraded_loss_percent: Option<i64>,
+    pub enabled: Option<bool>,
+}
+
+impl NewDevice {
+    fn validate(&mut self) -> Result<()> {
+        self.name = self.name.trim().to_owned();
+        self.address = self.address.trim().to_owned();
+        if self.name.is_empty() || self.name.chars().count() > 100 {
+            return Err(Error::invalid("name", "must be 1 to 100 characters"));
+        }
+        if !PROBES.contains(&self.probe.as_str()) {
+            return Err(Error::invalid(
+                "probe",
+                format!("allowed: {}", PROBES.join(", ")),
+            ));
+        }
+        if self.address.is_empty()
+            || self.address.len() > 500
+            || self.address.chars().any(char::is_whitespace)
+        {
+            return Err(Error::invalid(
+                "address",
+                "must be a host name, an IP address or (for http) a URL, without spaces",
+            ));
+        }
+        if self.probe == "http"
+            && !(self.address.starts_with("http://") || self.address.starts_with("https://"))
+        {
+            return Err(Error::invalid(
+                "address",
+                "an http probe needs a URL starting with http:// or https://",
+            ));
+        }
+        if let Some(port) = self.port {
+            if !(1..=65535).contains(&port) {
+                return Err(Error::invalid("port", "must be 1 to 65535"));
+            }
+        } else if self.probe == "tcp" {
+            return Err(Error::invalid("port", "a tcp probe needs a port"));
+        }
+        if self.probe == "snmp" && self.snmp_community.as_deref().unwrap_or("").is_empty() {
+            return Err(Error::invalid(
+                "snmp_community",
+                "an snmp probe needs the SNMP v2c community",
+            ));
+        }
+        if !(1..=86_400).contains(&self.interval_secs) {
+            return Err(Error::invalid("interval_secs", "must be 1 to 86400"));
+        }
+        if !(0..=10_080).contains(&self.down_after_minutes) {
+            return Err(Error::invalid("down_after_minutes", "must be 0 to 10080"));
+        }
+        if !(1..=100).contains(&self.degraded_loss_percent) {
+            return Err(Error::invalid("degraded_loss_percent", "must be 1 to 100"));
+        }
+        Ok(())
+    }
+}
+
+const COLUMNS: &str = "id, school_id, name, probe, address, port, snmp_community, interval_secs, down_after_minutes, \
+     degraded_loss_percent, enabled, status, status_since, last_sample_at, last_latency_ms, last_loss_percent, \
+     last_error, created_at, updated_at";
+
+fn from_row(row: &AnyRow) -> Result<Device> {
+    let opt_time = |name: &str| -> Result<Option<String>> {
+        Ok(row.try_get::<Option<i64>, _>(name)?.map(rfc3339))
+    };
+    Ok(Device {
+        id: row.try_get("id")?,
+        school_id: row.try_get("school_id")?,
+        name: row.try_get("name")?,
+        probe: row.try_get("probe")?,
+        address: row.try_get("address")?,
+        port: row.try_get("port")?,
+        snmp_community: row.try_get("snmp_community")?,
+        interval_secs: row.try_get("interval_secs")?,
+        down_after_minutes: row.try_get("down_after_minutes")?,
+        degraded_loss_percent: row.try_get("degraded_loss_percent")?,
+        enabled: row.try_get::<i64, _>("enabled")? != 0,
+        status: row.try_get("status")?,
+        status_since: opt_time("status_since")?,
+        last_sample_at: opt_time("last_sample_at")?,
+        last_latency_ms: row.try_get("last_latency_ms")?,
+        last_loss_percent: row.try_get("last_loss_percent")?,
+        last_error: row.try_get("last_error")?,
+        created_at: rfc3339(row.try_get("created_at")?),
+        updated_at: rfc3339(row.try_get("updated_at")?),
+    })
+}
+
+fn audited(device: &Device) -> serde_json::Value {
+    let mut value = serde_json::to_value(device).expect("device serializes");
+    if value["snmp_community"].is_string() {
+        value["snmp_community"] = "***".into();
+    }
+    value
+}
+
+/// Creates a device of a school and records it in the audit trail.
+///
+/// # Errors
+/// `Invalid` naming the field (also `school_id` for an unknown school); `Conflict` when the
+/// school already has a device of that name.
+pub async fn create(db: &Db, actor: &Actor, mut new: NewDevice) -> Result<Device> {
+    new.validate()?;
+    let now = now_ms();
+    let mut tx = db.begin_write().await?;
+    let school: Option<i64> =
+        sqlx::query_scalar::<Any, i64>("SELECT id FROM schools WHERE id = $1")
+            .bind(new.school_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    if school.is_none() {
+        return Err(Error::invalid("school_id", "no such school"));
+    }
+    let id: i64 = sqlx::query_scalar::<Any, i64>(
+        "INSERT INTO devices (school_id, name, probe, address, port, snmp_community, interval_secs, down_after_minutes, \
+         degraded_loss_percent, enabled, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) RETURNING id",
+    )
+    .bind(new.school_id)
+    .bind(&new.name)
+    .bind(&new.probe)
+    .bind(&new.address)
+    .bind(new.port)
+    .bind(&new.snmp_community)
+    .bind(new.interval_secs)
+    .bind(new.down_after_minutes)
+    .bind(new.degraded_loss_percent)
+    .bind(i64::from(new.enabled))
+    .bind(now)
+    .fetch_one(&mut *tx)
+    .await
+    .on_unique_violation(|| format!("the school already has a device named {:?}", new.name))?;
+    let device = get_in(&mut tx, id).await?;
+    audit::record(
+        &mut tx,
+        actor,
+        Change {
+            action: "device.create",
+            entity: "device",
+            entity_id: Some(id),
+            before: None,
+            after: Some(audited(&device)),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(device)
+}
+
+pub(crate) async fn get_in(conn: &mut sqlx::AnyConnection, id: i64) -> Result<Device> {
+    let sql = format!("SELECT {COLUMNS} FROM devices WHERE id = $1");
+    let row = sqlx::query::<Any>(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(conn)
+        .await?
+        .ok_or(Error::NotFound)?;
+    from_row(&row)
+}
+
+pub async fn get(db: &Db, id: i64) -> Result<Device> {
+    let mut conn = db.pool.acquire().await?;
+    get_in(&mut conn, id).await
+}
+
+/// Lists devices, worst status first then by name, optionally of one school.
+pub async fn list(db: &Db, school_id: Option<i64>) -> Result<Vec<Device>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM devices WHERE ($1 IS NULL OR school_id = $1) \
+         ORDER BY CASE status WHEN 'down' THEN 0 WHEN 'degraded' THEN 1 WHEN 'unknown' THEN 2 ELSE 3 END, school_id, name"
+    );
+    let rows = sqlx::query::<Any>(sqlx::AssertSqlSafe(sql))
+        .bind(school_id)
+        .fetch_all(&db.pool)
+        .await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// Changes a device; a change of what is probed resets its status to `unknown`.
+pub async fn update(db: &Db, actor: &Actor, id: i64, patch: DevicePatch) -> Result<Device> {
+    let mut tx = db.begin_write().await?;
+    let before = get_in(&mut tx, id).await?;
+    let mut new = NewDevice {
+        school_id: before.school_id,
+        name: patch.name.unwrap_or_else(|| before.name.clone()),
+        probe: patch.probe.unwrap_or_else(|| before.probe.clone()),
+        address: patch.address.unwrap_or_else(|| before.address.clone()),
+        port: patch.port.or(before.port),
+        snmp_community: patch
+            .snmp_community
+            .or_else(|| before.snmp_community.clone()),
+        interval_secs: patch.interval_secs.unwrap_or(before.interval_secs),
+        down_after_minutes: patch
+            .down_after_minutes
+            .unwrap_or(before.down_after_minutes),
+        degraded_loss_percent: patch
+            .degraded_loss_percent
+            .unwrap_or(before.degraded_loss_percent),
+        enabled: patch.enabled.unwrap_or(before.enabled),
+    };
+    new.validate()?;
+    let target_changed =
+        new.probe != before.probe || new.address != before.address || new.port != before.port;
+    sqlx::query(
+        "UPDATE devices SET name = $2, probe = $3, address = $4, port = $5, snmp_community = $6, interval_secs = $7, \
+         down_after_minutes = $8, degraded_loss_percent = $9, enabled = $10, updated_at = $11, \
+         status = CASE WHEN $12 = 1 THEN 'unknown' ELSE status END, \
+         status_since = CASE WHEN $12 = 1 THEN NULL ELSE status_since END \
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(&new.name)
+    .bind(&new.probe)
+    .bind(&new.address)
+    .bind(new.port)
+    .bind(&new.snmp_community)
+    .bind(new.interval_secs)
+    .bind(new.down_after_minutes)
+    .bind(new.degraded_loss_percent)
+    .bind(i64::from(new.enabled))
+    .bind(now_ms())
+    .bind(i64::from(target_changed))
+    .execute(&mut *tx)
+    .await
+    .on_unique_violation(|| format!("the school already has a device named {:?}", new.name))?;
+    let after = get_in(&mut tx, id).await?;
+    audit::record(
+        &mut tx,
+        actor,
+        Change {
+            action: "device.update",
+            entity: "device",
+            entity_id: Some(id),
+            before: Some(audited(&before)),
+            after: Some(audited(&after)),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(after)
+}
+
+/// Removes a device with its samples and incidents.
+pub async fn delete(db: &Db, actor: &Actor, id: i64) -> Result<()> {
+    let mut tx = db.begin_write().await?;
+    let before = get_in(&mut tx, id).await?;
+    sqlx::query("DELETE FROM device_samples WHERE device_id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM device_incidents WHERE device_id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM devices WHERE id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    audit::record(
+        &mut tx,
+        actor,
+        Change {
+            action: "device.delete",
+            entity: "device",
+            entity_id: Some(id),
+            before: Some(audited(&before)),
+            after: None,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// One school's health at a glance.
+#[derive(Debug, Clone, Serialize)]
+pub struct SchoolHealth {
+    pub school_id: i64,
+    pub code: String,
+    pub name_th: String,
+    pub name_en: String,
+    /// The worst status among its devices: `down`, `degraded`, `unknown`, `up`, or `none`
+    /// when it has no device.
+    pub status: &'static str,
+    pub devices: i64,
+    pub up: i64,
+    pub degraded: i64,
+    pub down: i64,
+    pub unknown: i64,
+    pub open_incidents: i64,
+}
+
+/// Every school's health, worst first (most devices down, then degraded), then by code.
+pub async fn school_health(db: &Db, only: Option<i64>) -> Result<Vec<SchoolHealth>> {
+    let rows = sqlx::query::<Any>(
+        "SELECT s.id, s.code, s.name_th, s.name_en, \
+           (SELECT COUNT(*) FROM devices d WHERE d.school_id = s.id AND d.enabled = 1) AS devices, \
+           (SELECT COUNT(*) FROM devices d WHERE d.school_id = s.id AND d.enabled = 1 AND d.status = 'up') AS up, \
+           (SELECT COUNT(*) FROM devices d WHERE d.school_id = s.id AND d.enabled = 1 AND d.status = 'degraded') AS degraded, \
+           (SELECT COUNT(*) FROM devices d WHERE d.school_id = s.id AND d.enabled = 1 AND d.status = 'down') AS down, \
+           (SELECT COUNT(*) FROM devices d WHERE d.school_id = s.id AND d.enabled = 1 AND d.status = 'unknown') AS unknown, \
+           (SELECT COUNT(*) FROM device_incidents i WHERE i.school_id = s.id AND i.resolved_at IS NULL) AS open_incidents \
+         FROM schools s WHERE ($1 IS NULL OR s.id = $1)",
+    )
+    .bind(only)
+    .fetch_all(&db.pool)
+    .await?;
+    let mut schools = rows
+        .iter()
+        .map(|r| {
+            let (devices, up, degraded, down, unknown): (i64, i64, i64, i64, i64) = (
+                r.try_get("devices")?,
+                r.try_get("up")?,
+                r.try_get("degraded")?,
+                r.try_get("down")?,
+                r.try_get("unknown")?,
+            );
+            let status = if down > 0 {
+                "down"
+            } else if degraded > 0 {
+                "degraded"
+            } else if unknown > 0 {
+                "unknown"
+            } else if devices > 0 {
+                "up"
+            } else {
+                "none"
+            };
+            Ok(SchoolHealth {
+                school_id: r.try_get("id")?,
+                code: r.try_get("code")?,
+                name_th: r.try_get("name_th")?,
+                name_en: r.try_get("name_en")?,
+                status,
+                devices,
+                up,
+                degraded,
+                down,
+                unknown,
+                open_incidents: r.try_get("open_incidents")?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    schools.sort_by(|a, b| {
+        (b.down, b.degraded, b.open_incidents, b.unknown)
+            .cmp(&(a.down, a.degraded, a.open_incidents, a.unknown))
+            .then_with(|| a.code.cmp(&b.code))
+    });
+    Ok(schools)
+}
+
+/// A target as an agent receives it in its configuration.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentTarget {
+    pub id: i64,
+    pub name: String,
+    pub probe: String,
+    pub address: String,
+    pub port: Option<i64>,
+    pub snmp_community: Option<String>,
+    pub interval_secs: i64,
+}
+
+/// The enabled devices of one school, for its agent.
+pub async fn for_agent(db: &Db, school_id: i64) -> Result<Vec<AgentTarget>> {
+    let rows = sqlx::query::<Any>(
+        "SELECT id, name, probe, address, port, snmp_community, interval_secs FROM devices \
+         WHERE school_id = $1 AND enabled = 1 ORDER BY id",
+    )
+    .bind(school_id)
+    .fetch_all(&db.pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(AgentTarget {
+                id: r.try_get("id")?,
+                name: r.try_get("name")?,
+                probe: r.try_get("probe")?,
+                address: r.try_get("address")?,
+                port: r.try_get("port")?,
+                snmp_community: r.try_get("snmp_community")?,
+                interval_secs: r.try_get("interval_secs")?,
+            })
+        })
+        .collect()
+}
