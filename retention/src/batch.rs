@@ -1,7 +1,8 @@
 //! Batches, the unit of the hash chain, and their framing on disk.
 //!
-//! A frame is `"KNB1"`, the body length (u32, little-endian), the body (the [`Batch`] as JSON)
-//! and the SHA-256 of the body (32 bytes). The hash of a batch is that SHA-256; every batch
+//! A frame is `"KNB2"`, the body length (u32, little-endian), the body (the [`Batch`] in the
+//! binary, column-oriented encoding of [`crate::columns`]) and the SHA-256 of the body (32
+//! bytes). The hash of a batch is that SHA-256; every batch
 //! names the hash of the one before it in `prev` (all zeros for batch 0), so changing, removing
 //! or reordering any batch breaks the chain at a place that can be named.
 
@@ -20,7 +21,7 @@ pub type Hash = [u8; 32];
 /// The `prev` of batch 0.
 pub const GENESIS: Hash = [0; 32];
 
-const MAGIC: &[u8; 4] = b"KNB1";
+pub const MAGIC: &[u8; 4] = b"KNB2";
 /// Bytes around a body: magic, length and hash.
 pub const FRAME_OVERHEAD: usize = 4 + 4 + 32;
 /// A larger body is refused on write and taken as damage on read.
@@ -158,7 +159,7 @@ pub fn head_message(seq: u64, hash: &Hash, records: u64, at: Timestamp) -> Vec<u
 
 /// Encodes a batch as a frame; returns the frame and the batch's hash.
 pub fn encode(batch: &Batch) -> Result<(Vec<u8>, Hash)> {
-    let body = serde_json::to_vec(batch).map_err(|source| Error::Encode {
+    let body = crate::columns::encode(batch).map_err(|source| Error::Encode {
         what: "batch",
         source,
     })?;
@@ -226,13 +227,13 @@ pub fn decode(buf: &[u8]) -> Decoded {
     if hash != stored {
         return Decoded::Corrupt("content does not match its SHA-256 (altered)".into());
     }
-    match serde_json::from_slice::<Batch>(body) {
+    match crate::columns::decode(body) {
         Ok(batch) => Decoded::Frame {
             batch: Box::new(batch),
             hash,
             len: need,
         },
-        Err(e) => Decoded::Corrupt(format!("hash matches but the body does not parse: {e}")),
+        Err(e) => Decoded::Corrupt(format!("hash matches but the body does not decode: {e}")),
     }
 }
 

@@ -30,6 +30,7 @@
 
 pub mod batch;
 pub mod cli;
+mod columns;
 pub mod error;
 pub mod export;
 mod fsutil;

@@ -29,7 +29,7 @@ use crate::record::{Input, Term};
 const HEAD_MAGIC: &[u8; 8] = b"KNSEG001";
 const TAIL_MAGIC: &[u8; 8] = b"KNSEGEND";
 /// Raw bytes of frames gathered into one compressed block (a batch is never split).
-const BLOCK_RAW_BYTES: usize = 256 << 10;
+const BLOCK_RAW_BYTES: usize = 128 << 10;
 
 /// A time range, empty until a time is added.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

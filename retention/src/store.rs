@@ -135,7 +135,7 @@ pub struct Meta {
     pub retention_days: u32,
 }
 
-const FORMAT: &str = "khetnet-retention/1";
+const FORMAT: &str = "khetnet-retention/2";
 
 /// `head.json`: the latest head signature and where it sits in the chain.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -306,6 +306,15 @@ impl Store {
             path: meta_path.clone(),
             reason: format!("store.json does not parse: {e}"),
         })?;
+        if meta.format != FORMAT {
+            return Err(Error::Corrupt {
+                path: meta_path,
+                reason: format!(
+                    "the store is in format {}, this version reads {FORMAT}: open it with the version that wrote it",
+                    meta.format
+                ),
+            });
+        }
         // A CLI run with the default 90 days must not purge what the collector keeps longer.
         let mut opts = opts.clone();
         let raise = opts.retention_days > meta.retention_days;
@@ -868,7 +877,7 @@ pub fn scan_live(bytes: &[u8]) -> LiveScan {
 
 fn whole_frame_after(bytes: &[u8]) -> bool {
     (0..bytes.len().saturating_sub(4))
-        .filter(|&i| &bytes[i..i + 4] == b"KNB1")
+        .filter(|&i| &bytes[i..i + 4] == batch::MAGIC)
         .any(|i| matches!(batch::decode(&bytes[i..]), Decoded::Frame { .. }))
 }
 
@@ -1090,8 +1099,8 @@ mod tests {
         store.append(vec![flow(1), flow(2)]).unwrap();
         let live = dir.path().join(LIVE_FILE);
         let mut bytes = std::fs::read(&live).unwrap();
-        let at = bytes.windows(8).position(|w| w == b"10.0.0.2").unwrap();
-        bytes[at + 7] = b'3';
+        // A byte inside the body of the first frame (after magic, length, seq and prev).
+        bytes[8 + 40 + 4] ^= 0x01;
         std::fs::write(&live, &bytes).unwrap();
         match store.seal_now() {
             Err(Error::Damaged { reason, .. }) => {

@@ -135,7 +135,7 @@ fn damage_followed_by_intact_batches_is_refused_not_cut() {
 fn appends_from_several_threads_are_all_chained_once() {
     let tmp = tempfile::tempdir().unwrap();
     let opts = Options {
-        seal_max_bytes: 64 << 10,
+        seal_max_bytes: 16 << 10,
         ..opts_at(t("2026-01-01T00:00:00Z"))
     };
     let store = Arc::new(Store::init(tmp.path(), &opts).unwrap());
@@ -490,12 +490,12 @@ fn attribution_reads_only_the_blocks_that_hold_the_endpoint_and_the_assigned_add
     let at = t("2026-01-01T00:30:00Z");
     let store = Store::init(tmp.path(), &opts_at(at)).unwrap();
     let public = ip("203.0.113.9");
-    // 60 batches of 200 NAT records each (several blocks), all within the NAT look-back,
+    // 60 batches of 1,000 NAT records each (several blocks), all within the NAT look-back,
     // and one lease in the middle.
     for b in 0..60u32 {
-        let mut rs: Vec<_> = (0..200u32)
+        let mut rs: Vec<_> = (0..1000u32)
             .map(|i| {
-                let n = b * 200 + i;
+                let n = b * 1000 + i;
                 nat(
                     ip(&format!("10.3.{}.{}", n / 256 % 256, n % 256)),
                     public,

@@ -1,0 +1,975 @@
+//! The binary, column-oriented body of a batch: what the hash chain covers.
+//!
+//! A body is
+//!
+//! ```text
+//! seq (u64 LE) | prev (32) | written_at (time) | first_record (varint) | content tag (u8) | content
+//! ```
+//!
+//! Control contents (tags 1 to 4: hold_add, hold_release, tombstone, signature) are JSON: they
+//! are rare and read by people. Records (tag 0) are `count (varint)`, then the non-empty columns
+//! in ascending id: `id (u8) | length (varint) | bytes`. Each field of a record goes to the column
+//! its kind and field name it (see the `C_*` constants): a 2,000-record batch of flows keeps its
+//! destination addresses together, its ports together, and so on, which zstd compresses far
+//! better than rows. Columns of fixed-width values (IPv4 addresses, ports) are stored
+//! byte-plane by byte-plane (all first bytes, then all second bytes, ...).
+//!
+//! Encodings: varints are LEB128; signed values are zigzagged first. A time is a signed
+//! nanosecond delta (from the previous record's event time, from the record's event time for
+//! the other times of a record, from `written_at` for the first record), written as
+//! `zigzag(delta / unit) << 2 | unit` with unit 0 ns, 1 us, 2 ms, 3 s, the largest that divides
+//! it. Strings go through a per-batch dictionary (column `C_DICT`, in order of first use); a
+//! field holds the string's index (an optional one holds 0 for none, index + 1 otherwise).
+//! Every IP field writes its family (0 none, 4, 6) to `C_FAMILY`, then its 4 octets to its own
+//! column or its 16 octets to `C_V6`. Optional numbers write 0 or 1 to `C_PRESENT` first.
+//!
+//! Decoding is strict: every column must be consumed exactly, so bytes that are not what the
+//! encoder wrote do not decode (the SHA-256 of the frame catches any change anyway).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use jiff::Timestamp;
+
+use crate::batch::{Batch, Content, Hash};
+use crate::record::{
+    Access, AuthEvent, Body, Flow, Input, Lease, LeaseAction, Nat, Origin, ProxyRequest, Raw,
+    Record, Session, SessionStatus,
+};
+
+const C_KIND: usize = 0;
+const C_EVENT: usize = 1;
+const C_RECEIVE: usize = 2;
+const C_INPUT: usize = 3;
+const C_FAMILY: usize = 4;
+const C_V6: usize = 5;
+const C_DICT: usize = 6;
+const C_PEER: usize = 7;
+const C_IMPORT: usize = 8;
+const C_SCHOOL: usize = 9;
+const C_PRESENT: usize = 10;
+const C_PROTO: usize = 11;
+const C_SRC: usize = 12;
+const C_SPORT: usize = 13;
+const C_DST: usize = 14;
+const C_DPORT: usize = 15;
+const C_BYTES: usize = 16;
+const C_PACKETS: usize = 17;
+const C_START: usize = 18;
+const C_END: usize = 19;
+const C_EXPORTER: usize = 20;
+const C_NAT: usize = 21;
+const C_NATPORT: usize = 22;
+const C_ACTION: usize = 23;
+const C_USER: usize = 24;
+const C_IN: usize = 25;
+const C_INPORT: usize = 26;
+const C_OUT: usize = 27;
+const C_OUTPORT: usize = 28;
+const C_ADDR: usize = 29;
+const C_NUM: usize = 30;
+const C_STR: usize = 31;
+const C_TIME: usize = 32;
+const C_DATA: usize = 33;
+const C_SMALL: usize = 34;
+const COLUMNS: usize = 35;
+
+/// Bytes per value of columns stored byte-plane by byte-plane; 0 for the others.
+const fn width(col: usize) -> usize {
+    match col {
+        C_PEER | C_SRC | C_DST | C_EXPORTER | C_NAT | C_IN | C_OUT | C_ADDR => 4,
+        C_SPORT | C_DPORT | C_NATPORT | C_INPORT | C_OUTPORT => 2,
+        _ => 0,
+    }
+}
+
+const TAG_RECORDS: u8 = 0;
+const TAG_HOLD_ADD: u8 = 1;
+const TAG_HOLD_RELEASE: u8 = 2;
+const TAG_TOMBSTONE: u8 = 3;
+const TAG_SIGNATURE: u8 = 4;
+
+fn put_varint(out: &mut Vec<u8>, mut v: u128) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn zigzag(v: i128) -> u128 {
+    ((v << 1) ^ (v >> 127)) as u128
+}
+
+fn unzigzag(v: u128) -> i128 {
+    ((v >> 1) as i128) ^ -((v & 1) as i128)
+}
+
+fn time_code(delta: i128) -> u128 {
+    let (unit, div) = if delta % 1_000_000_000 == 0 {
+        (3, 1_000_000_000)
+    } else if delta % 1_000_000 == 0 {
+        (2, 1_000_000)
+    } else if delta % 1_000 == 0 {
+        (1, 1_000)
+    } else {
+        (0, 1)
+    };
+    (zigzag(delta / div) << 2) | unit
+}
+
+fn time_delta(code: u128) -> Result<i128, String> {
+    unzigzag(code >> 2)
+        .checked_mul([1, 1_000, 1_000_000, 1_000_000_000][(code & 3) as usize])
+        .ok_or_else(|| "a time is out of range".into())
+}
+
+fn shifted(base: i128, code: u128) -> Result<i128, String> {
+    base.checked_add(time_delta(code)?)
+        .ok_or_else(|| "a time is out of range".into())
+}
+
+/// Encodes a batch body.
+pub fn encode(b: &Batch) -> Result<Vec<u8>, serde_json::Error> {
+    let mut out = Vec::with_capacity(64);
+    out.extend_from_slice(&b.seq.to_le_bytes());
+    out.extend_from_slice(&b.prev);
+    put_varint(&mut out, zigzag(b.written_at.as_nanosecond()));
+    put_varint(&mut out, u128::from(b.first_record));
+    let json =
+        |out: &mut Vec<u8>, tag: u8, v: &dyn erased::Json| -> Result<(), serde_json::Error> {
+            out.push(tag);
+            v.write(out)
+        };
+    match &b.content {
+        Content::Records { records } => {
+            out.push(TAG_RECORDS);
+            let mut enc = Encoder::new(b.written_at);
+            for r in records {
+                enc.record(r);
+            }
+            put_varint(&mut out, records.len() as u128);
+            enc.finish(&mut out);
+        }
+        Content::HoldAdd(h) => json(&mut out, TAG_HOLD_ADD, h)?,
+        Content::HoldRelease(h) => json(&mut out, TAG_HOLD_RELEASE, h)?,
+        Content::Tombstone(t) => json(&mut out, TAG_TOMBSTONE, t)?,
+        Content::Signature(s) => json(&mut out, TAG_SIGNATURE, s)?,
+    }
+    Ok(out)
+}
+
+mod erased {
+    pub trait Json {
+        fn write(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error>;
+    }
+
+    impl<T: serde::Serialize> Json for T {
+        fn write(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+            serde_json::to_writer(out, self)
+        }
+    }
+}
+
+/// Decodes a batch body; the error says what is wrong with it.
+pub fn decode(body: &[u8]) -> Result<Batch, String> {
+    let mut r = Reader { buf: body, at: 0 };
+    let seq = u64::from_le_bytes(r.take(8)?.try_into().expect("8 bytes"));
+    let prev: Hash = r.take(32)?.try_into().expect("32 bytes");
+    let written_at = timestamp(unzigzag(r.varint()?))?;
+    let first_record = u64::try_from(r.varint()?).map_err(|_| "record number out of range")?;
+    let tag = r.take(1)?[0];
+    let rest = &body[r.at..];
+    let json_err = |e: serde_json::Error| format!("control batch does not parse: {e}");
+    let content = match tag {
+        TAG_RECORDS => {
+            let count = usize::try_from(r.varint()?).map_err(|_| "impossible record count")?;
+            if count > body.len() {
+                return Err(format!(
+                    "{count} records cannot fit in {} bytes",
+                    body.len()
+                ));
+            }
+            let mut dec = Decoder::new(&body[r.at..], written_at)?;
+            let mut records = Vec::with_capacity(count);
+            for _ in 0..count {
+                records.push(dec.record()?);
+            }
+            dec.finish()?;
+            Content::Records { records }
+        }
+        TAG_HOLD_ADD => Content::HoldAdd(serde_json::from_slice(rest).map_err(json_err)?),
+        TAG_HOLD_RELEASE => Content::HoldRelease(serde_json::from_slice(rest).map_err(json_err)?),
+        TAG_TOMBSTONE => Content::Tombstone(serde_json::from_slice(rest).map_err(json_err)?),
+        TAG_SIGNATURE => Content::Signature(serde_json::from_slice(rest).map_err(json_err)?),
+        t => return Err(format!("unknown content tag {t}")),
+    };
+    Ok(Batch {
+        seq,
+        prev,
+        written_at,
+        first_record,
+        content,
+    })
+}
+
+fn timestamp(nanos: i128) -> Result<Timestamp, String> {
+    Timestamp::from_nanosecond(nanos).map_err(|_| format!("time {nanos} ns is out of range"))
+}
+
+struct Encoder<'a> {
+    cols: Vec<Vec<u8>>,
+    dict: HashMap<&'a str, u32>,
+    last_event: i128,
+}
+
+impl<'a> Encoder<'a> {
+    fn new(written_at: Timestamp) -> Encoder<'a> {
+        Encoder {
+            cols: vec![Vec::new(); COLUMNS],
+            dict: HashMap::new(),
+            last_event: written_at.as_nanosecond(),
+        }
+    }
+
+    fn u8(&mut self, c: usize, v: u8) {
+        self.cols[c].push(v);
+    }
+
+    fn num(&mut self, c: usize, v: u64) {
+        put_varint(&mut self.cols[c], u128::from(v));
+    }
+
+    fn opt_num(&mut self, c: usize, v: Option<u64>) {
+        self.u8(C_PRESENT, u8::from(v.is_some()));
+        if let Some(v) = v {
+            self.num(c, v);
+        }
+    }
+
+    fn port(&mut self, c: usize, v: u16) {
+        self.cols[c].extend_from_slice(&v.to_le_bytes());
+    }
+
+    fn opt_port(&mut self, c: usize, v: Option<u16>) {
+        self.u8(C_PRESENT, u8::from(v.is_some()));
+        if let Some(v) = v {
+            self.port(c, v);
+        }
+    }
+
+    fn opt_ip(&mut self, c: usize, v: Option<IpAddr>) {
+        match v {
+            None => self.u8(C_FAMILY, 0),
+            Some(IpAddr::V4(a)) => {
+                self.u8(C_FAMILY, 4);
+                self.cols[c].extend_from_slice(&a.octets());
+            }
+            Some(IpAddr::V6(a)) => {
+                self.u8(C_FAMILY, 6);
+                self.cols[C_V6].extend_from_slice(&a.octets());
+            }
+        }
+    }
+
+    fn ip(&mut self, c: usize, v: IpAddr) {
+        self.opt_ip(c, Some(v));
+    }
+
+    fn str_index(&mut self, s: &'a str) -> u32 {
+        let next = self.dict.len() as u32;
+        *self.dict.entry(s).or_insert_with(|| {
+            put_varint(&mut self.cols[C_DICT], s.len() as u128);
+            self.cols[C_DICT].extend_from_slice(s.as_bytes());
+            next
+        })
+    }
+
+    fn str(&mut self, c: usize, s: &'a str) {
+        let i = self.str_index(s);
+        self.num(c, u64::from(i));
+    }
+
+    fn opt_str(&mut self, c: usize, s: &'a Option<String>) {
+        let v = s.as_deref().map_or(0, |s| u64::from(self.str_index(s)) + 1);
+        self.num(c, v);
+    }
+
+    /// A time relative to the record's event time.
+    fn opt_time(&mut self, c: usize, event: i128, t: Option<Timestamp>) {
+        match t {
+            None => put_varint(&mut self.cols[c], 0),
+            Some(t) => put_varint(&mut self.cols[c], time_code(t.as_nanosecond() - event) + 1),
+        }
+    }
+
+    fn record(&mut self, r: &'a Record) {
+        let event = r.event_time.as_nanosecond();
+        put_varint(&mut self.cols[C_EVENT], time_code(event - self.last_event));
+        self.last_event = event;
+        put_varint(
+            &mut self.cols[C_RECEIVE],
+            time_code(r.receive_time.as_nanosecond() - event),
+        );
+        self.u8(C_INPUT, input_code(r.origin.input));
+        self.opt_ip(C_PEER, r.origin.peer);
+        self.opt_str(C_IMPORT, &r.origin.import_sha256);
+        self.opt_str(C_SCHOOL, &r.school);
+        match &r.body {
+            Body::Flow(f) => {
+                self.u8(C_KIND, 0);
+                self.u8(C_PROTO, f.protocol);
+                self.ip(C_SRC, f.src_ip);
+                self.opt_port(C_SPORT, f.src_port);
+                self.ip(C_DST, f.dst_ip);
+                self.opt_port(C_DPORT, f.dst_port);
+                self.opt_num(C_BYTES, f.bytes);
+                self.opt_num(C_PACKETS, f.packets);
+                self.opt_time(C_START, event, f.start);
+                self.opt_time(C_END, event, f.end);
+                self.opt_ip(C_EXPORTER, f.exporter);
+                self.opt_ip(C_NAT, f.nat_src_ip);
+                self.opt_port(C_NATPORT, f.nat_src_port);
+                self.opt_str(C_ACTION, &f.action);
+                self.opt_str(C_USER, &f.user);
+            }
+            Body::Nat(n) => {
+                self.u8(C_KIND, 1);
+                self.u8(C_PRESENT, u8::from(n.protocol.is_some()));
+                if let Some(p) = n.protocol {
+                    self.u8(C_PROTO, p);
+                }
+                self.ip(C_IN, n.inside_ip);
+                self.opt_port(C_INPORT, n.inside_port);
+                self.ip(C_OUT, n.outside_ip);
+                self.opt_port(C_OUTPORT, n.outside_port);
+                self.opt_ip(C_DST, n.dst_ip);
+                self.opt_port(C_DPORT, n.dst_port);
+            }
+            Body::Session(s) => {
+                self.u8(C_KIND, 2);
+                self.u8(C_SMALL, session_code(s.status));
+                self.str(C_USER, &s.user);
+                self.opt_str(C_STR, &s.session_id);
+                self.opt_ip(C_ADDR, s.ip);
+                self.opt_str(C_STR, &s.mac);
+                self.opt_str(C_STR, &s.nas);
+                self.opt_num(C_NUM, s.input_octets);
+                self.opt_num(C_NUM, s.output_octets);
+                self.opt_num(C_NUM, s.duration_secs);
+                self.opt_str(C_STR, &s.terminate_cause);
+            }
+            Body::Lease(l) => {
+                self.u8(C_KIND, 3);
+                self.u8(C_SMALL, lease_code(l.action));
+                self.ip(C_ADDR, l.ip);
+                self.str(C_STR, &l.mac);
+                self.opt_str(C_STR, &l.hostname);
+                self.opt_time(C_TIME, event, l.start);
+                self.opt_time(C_TIME, event, l.end);
+                self.opt_str(C_STR, &l.server);
+            }
+            Body::Auth(a) => {
+                self.u8(C_KIND, 4);
+                self.str(C_USER, &a.user);
+                self.u8(C_SMALL, u8::from(a.success));
+                self.str(C_STR, &a.service);
+                self.opt_ip(C_ADDR, a.ip);
+                self.opt_str(C_STR, &a.mac);
+                self.opt_str(C_STR, &a.message);
+            }
+            Body::Proxy(p) => {
+                self.u8(C_KIND, 5);
+                self.ip(C_SRC, p.client_ip);
+                self.opt_str(C_USER, &p.user);
+                self.str(C_STR, &p.method);
+                self.str(C_STR, &p.url);
+                self.opt_port(C_DPORT, p.status);
+                self.opt_num(C_BYTES, p.bytes);
+                self.opt_num(C_NUM, p.duration_ms);
+                self.opt_ip(C_DST, p.server_ip);
+            }
+            Body::Raw(x) => {
+                self.u8(C_KIND, 6);
+                self.str(C_STR, &x.protocol);
+                put_varint(&mut self.cols[C_DATA], x.data.len() as u128);
+                self.cols[C_DATA].extend_from_slice(&x.data);
+                self.opt_str(C_STR, &x.reason);
+            }
+            Body::Access(a) => {
+                self.u8(C_KIND, 7);
+                self.str(C_USER, &a.actor);
+                self.str(C_STR, &a.action);
+                self.str(C_STR, &a.detail);
+            }
+        }
+    }
+
+    fn finish(self, out: &mut Vec<u8>) {
+        for (id, col) in self.cols.into_iter().enumerate() {
+            if col.is_empty() {
+                continue;
+            }
+            out.push(id as u8);
+            put_varint(out, col.len() as u128);
+            let w = width(id);
+            if w == 0 {
+                out.extend_from_slice(&col);
+            } else {
+                for plane in 0..w {
+                    out.extend(col.iter().skip(plane).step_by(w));
+                }
+            }
+        }
+    }
+}
+
+fn input_code(i: Input) -> u8 {
+    match i {
+        Input::SyslogUdp => 0,
+        Input::SyslogTcp => 1,
+        Input::SyslogTls => 2,
+        Input::Relp => 3,
+        Input::Radius => 4,
+        Input::Netflow => 5,
+        Input::Ipfix => 6,
+        Input::Import => 7,
+        Input::Store => 8,
+    }
+}
+
+const INPUTS: [Input; 9] = [
+    Input::SyslogUdp,
+    Input::SyslogTcp,
+    Input::SyslogTls,
+    Input::Relp,
+    Input::Radius,
+    Input::Netflow,
+    Input::Ipfix,
+    Input::Import,
+    Input::Store,
+];
+
+fn session_code(s: SessionStatus) -> u8 {
+    match s {
+        SessionStatus::Start => 0,
+        SessionStatus::Interim => 1,
+        SessionStatus::Stop => 2,
+    }
+}
+
+const SESSIONS: [SessionStatus; 3] = [
+    SessionStatus::Start,
+    SessionStatus::Interim,
+    SessionStatus::Stop,
+];
+
+fn lease_code(a: LeaseAction) -> u8 {
+    match a {
+        LeaseAction::Assign => 0,
+        LeaseAction::Renew => 1,
+        LeaseAction::Release => 2,
+        LeaseAction::Expire => 3,
+    }
+}
+
+const LEASES: [LeaseAction; 4] = [
+    LeaseAction::Assign,
+    LeaseAction::Renew,
+    LeaseAction::Release,
+    LeaseAction::Expire,
+];
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        if self.buf.len() - self.at < n {
+            return Err(format!(
+                "ends {} bytes early",
+                n - (self.buf.len() - self.at)
+            ));
+        }
+        let s = &self.buf[self.at..self.at + n];
+        self.at += n;
+        Ok(s)
+    }
+
+    fn varint(&mut self) -> Result<u128, String> {
+        let mut v = 0u128;
+        for shift in (0..128).step_by(7) {
+            let b = self.take(1)?[0];
+            v |= u128::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err("a varint is too long".into())
+    }
+
+    fn done(&self) -> bool {
+        self.at == self.buf.len()
+    }
+}
+
+struct Decoder<'a> {
+    cols: Vec<Reader<'a>>,
+    /// Columns stored by byte planes, put back in value order.
+    owned: Vec<Vec<u8>>,
+    dict: Vec<&'a str>,
+    last_event: i128,
+}
+
+impl<'a> Decoder<'a> {
+    fn new(body: &'a [u8], written_at: Timestamp) -> Result<Decoder<'a>, String> {
+        let mut r = Reader { buf: body, at: 0 };
+        let mut raw: Vec<&'a [u8]> = vec![&[]; COLUMNS];
+        let mut last = None;
+        while !r.done() {
+            let id = usize::from(r.take(1)?[0]);
+            if id >= COLUMNS || last.is_some_and(|l| id <= l) {
+                return Err(format!("column {id} is unknown or out of order"));
+            }
+            last = Some(id);
+            let len = usize::try_from(r.varint()?).map_err(|_| "impossible column length")?;
+            raw[id] = r.take(len)?;
+        }
+        let mut owned = vec![Vec::new(); COLUMNS];
+        for (id, col) in raw.iter().enumerate() {
+            let w = width(id);
+            if w == 0 || col.is_empty() {
+                continue;
+            }
+            if col.len() % w != 0 {
+                return Err(format!("column {id} is not a whole number of values"));
+            }
+            let n = col.len() / w;
+            let mut v = vec![0u8; col.len()];
+            for (plane, bytes) in col.chunks(n).enumerate() {
+                for (i, b) in bytes.iter().enumerate() {
+                    v[i * w + plane] = *b;
+                }
+            }
+            owned[id] = v;
+        }
+        let mut dict = Vec::new();
+        let mut d = Reader {
+            buf: raw[C_DICT],
+            at: 0,
+        };
+        while !d.done() {
+            let len = usize::try_from(d.varint()?).map_err(|_| "impossible string length")?;
+            let s = std::str::from_utf8(d.take(len)?).map_err(|_| "a string is not UTF-8")?;
+            dict.push(s);
+        }
+        Ok(Decoder {
+            cols: raw.into_iter().map(|buf| Reader { buf, at: 0 }).collect(),
+            owned,
+            dict,
+            last_event: written_at.as_nanosecond(),
+        })
+    }
+
+    fn finish(&self) -> Result<(), String> {
+        for (id, c) in self.cols.iter().enumerate() {
+            if id != C_DICT && !c.done() {
+                return Err(format!("column {id} holds more than its records"));
+            }
+        }
+        Ok(())
+    }
+
+    fn u8(&mut self, c: usize) -> Result<u8, String> {
+        Ok(self.cols[c].take(1)?[0])
+    }
+
+    fn num(&mut self, c: usize) -> Result<u64, String> {
+        u64::try_from(self.cols[c].varint()?).map_err(|_| "number out of range".into())
+    }
+
+    fn present(&mut self) -> Result<bool, String> {
+        match self.u8(C_PRESENT)? {
+            0 => Ok(false),
+            1 => Ok(true),
+            b => Err(format!("presence byte {b}")),
+        }
+    }
+
+    fn opt_num(&mut self, c: usize) -> Result<Option<u64>, String> {
+        if self.present()? {
+            self.num(c).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    fn fixed<const N: usize>(&mut self, c: usize) -> Result<[u8; N], String> {
+        let r = &mut self.cols[c];
+        let at = r.at;
+        if self.owned[c].len() < at + N {
+            return Err(format!("column {c} ends early"));
+        }
+        r.at += N;
+        Ok(self.owned[c][at..at + N].try_into().expect("N bytes"))
+    }
+
+    fn port(&mut self, c: usize) -> Result<u16, String> {
+        self.fixed::<2>(c).map(u16::from_le_bytes)
+    }
+
+    fn opt_port(&mut self, c: usize) -> Result<Option<u16>, String> {
+        if self.present()? {
+            self.port(c).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    fn opt_ip(&mut self, c: usize) -> Result<Option<IpAddr>, String> {
+        match self.u8(C_FAMILY)? {
+            0 => Ok(None),
+            4 => Ok(Some(IpAddr::V4(Ipv4Addr::from(self.fixed::<4>(c)?)))),
+            6 => {
+                let b: [u8; 16] = self.cols[C_V6].take(16)?.try_into().expect("16 bytes");
+                Ok(Some(IpAddr::V6(Ipv6Addr::from(b))))
+            }
+            f => Err(format!("address family {f}")),
+        }
+    }
+
+    fn ip(&mut self, c: usize) -> Result<IpAddr, String> {
+        self.opt_ip(c)?
+            .ok_or_else(|| "a required address is missing".into())
+    }
+
+    fn string(&self, i: u64) -> Result<String, String> {
+        usize::try_from(i)
+            .ok()
+            .and_then(|i| self.dict.get(i))
+            .map(|s| (*s).to_owned())
+            .ok_or_else(|| format!("string {i} is not in the batch's dictionary"))
+    }
+
+    fn str(&mut self, c: usize) -> Result<String, String> {
+        let i = self.num(c)?;
+        self.string(i)
+    }
+
+    fn opt_str(&mut self, c: usize) -> Result<Option<String>, String> {
+        match self.num(c)? {
+            0 => Ok(None),
+            i => self.string(i - 1).map(Some),
+        }
+    }
+
+    fn opt_time(&mut self, c: usize, event: i128) -> Result<Option<Timestamp>, String> {
+        match self.cols[c].varint()? {
+            0 => Ok(None),
+            code => timestamp(shifted(event, code - 1)?).map(Some),
+        }
+    }
+
+    fn small<T: Copy>(&mut self, table: &[T]) -> Result<T, String> {
+        let b = self.u8(C_SMALL)?;
+        table
+            .get(usize::from(b))
+            .copied()
+            .ok_or_else(|| format!("code {b} is unknown"))
+    }
+
+    fn record(&mut self) -> Result<Record, String> {
+        let event = shifted(self.last_event, self.cols[C_EVENT].varint()?)?;
+        self.last_event = event;
+        let receive = shifted(event, self.cols[C_RECEIVE].varint()?)?;
+        let input = self.u8(C_INPUT)?;
+        let input = *INPUTS
+            .get(usize::from(input))
+            .ok_or_else(|| format!("input {input} is unknown"))?;
+        let origin = Origin {
+            input,
+            peer: self.opt_ip(C_PEER)?,
+            import_sha256: self.opt_str(C_IMPORT)?,
+        };
+        let school = self.opt_str(C_SCHOOL)?;
+        let body = match self.u8(C_KIND)? {
+            0 => Body::Flow(Flow {
+                protocol: self.u8(C_PROTO)?,
+                src_ip: self.ip(C_SRC)?,
+                src_port: self.opt_port(C_SPORT)?,
+                dst_ip: self.ip(C_DST)?,
+                dst_port: self.opt_port(C_DPORT)?,
+                bytes: self.opt_num(C_BYTES)?,
+                packets: self.opt_num(C_PACKETS)?,
+                start: self.opt_time(C_START, event)?,
+                end: self.opt_time(C_END, event)?,
+                exporter: self.opt_ip(C_EXPORTER)?,
+                nat_src_ip: self.opt_ip(C_NAT)?,
+                nat_src_port: self.opt_port(C_NATPORT)?,
+                action: self.opt_str(C_ACTION)?,
+                user: self.opt_str(C_USER)?,
+            }),
+            1 => Body::Nat(Nat {
+                protocol: if self.present()? {
+                    Some(self.u8(C_PROTO)?)
+                } else {
+                    None
+                },
+                inside_ip: self.ip(C_IN)?,
+                inside_port: self.opt_port(C_INPORT)?,
+                outside_ip: self.ip(C_OUT)?,
+                outside_port: self.opt_port(C_OUTPORT)?,
+                dst_ip: self.opt_ip(C_DST)?,
+                dst_port: self.opt_port(C_DPORT)?,
+            }),
+            2 => Body::Session(Session {
+                status: self.small(&SESSIONS)?,
+                user: self.str(C_USER)?,
+                session_id: self.opt_str(C_STR)?,
+                ip: self.opt_ip(C_ADDR)?,
+                mac: self.opt_str(C_STR)?,
+                nas: self.opt_str(C_STR)?,
+                input_octets: self.opt_num(C_NUM)?,
+                output_octets: self.opt_num(C_NUM)?,
+                duration_secs: self.opt_num(C_NUM)?,
+                terminate_cause: self.opt_str(C_STR)?,
+            }),
+            3 => Body::Lease(Lease {
+                action: self.small(&LEASES)?,
+                ip: self.ip(C_ADDR)?,
+                mac: self.str(C_STR)?,
+                hostname: self.opt_str(C_STR)?,
+                start: self.opt_time(C_TIME, event)?,
+                end: self.opt_time(C_TIME, event)?,
+                server: self.opt_str(C_STR)?,
+            }),
+            4 => Body::Auth(AuthEvent {
+                user: self.str(C_USER)?,
+                success: self.small(&[false, true])?,
+                service: self.str(C_STR)?,
+                ip: self.opt_ip(C_ADDR)?,
+                mac: self.opt_str(C_STR)?,
+                message: self.opt_str(C_STR)?,
+            }),
+            5 => Body::Proxy(ProxyRequest {
+                client_ip: self.ip(C_SRC)?,
+                user: self.opt_str(C_USER)?,
+                method: self.str(C_STR)?,
+                url: self.str(C_STR)?,
+                status: self.opt_port(C_DPORT)?,
+                bytes: self.opt_num(C_BYTES)?,
+                duration_ms: self.opt_num(C_NUM)?,
+                server_ip: self.opt_ip(C_DST)?,
+            }),
+            6 => Body::Raw(Raw {
+                protocol: self.str(C_STR)?,
+                data: {
+                    let n = usize::try_from(self.cols[C_DATA].varint()?)
+                        .map_err(|_| "impossible data length")?;
+                    self.cols[C_DATA].take(n)?.to_vec()
+                },
+                reason: self.opt_str(C_STR)?,
+            }),
+            7 => Body::Access(Access {
+                actor: self.str(C_USER)?,
+                action: self.str(C_STR)?,
+                detail: self.str(C_STR)?,
+            }),
+            k => return Err(format!("record kind {k} is unknown")),
+        };
+        Ok(Record {
+            event_time: timestamp(event)?,
+            receive_time: timestamp(receive)?,
+            origin,
+            school,
+            body,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::GENESIS;
+    use crate::testing::flow;
+    use jiff::SignedDuration;
+
+    fn every_kind() -> Vec<Record> {
+        let base = flow(7);
+        let at = base.event_time;
+        let v6: IpAddr = "2001:db8::5".parse().unwrap();
+        let with = |body: Body, shift: i64| Record {
+            event_time: at + SignedDuration::from_nanos(shift),
+            receive_time: at - SignedDuration::from_micros(shift),
+            body,
+            ..base.clone()
+        };
+        let Body::Flow(f) = &base.body else {
+            unreachable!()
+        };
+        vec![
+            base.clone(),
+            with(
+                Body::Flow(Flow {
+                    src_ip: v6,
+                    src_port: None,
+                    start: Some(at - SignedDuration::from_millis(1500)),
+                    exporter: Some(v6),
+                    nat_src_ip: Some("203.0.113.9".parse().unwrap()),
+                    nat_src_port: Some(61000),
+                    action: Some("accept".into()),
+                    user: Some("somchai".into()),
+                    ..f.clone()
+                }),
+                -3,
+            ),
+            with(
+                Body::Nat(Nat {
+                    protocol: Some(17),
+                    inside_ip: "10.0.0.2".parse().unwrap(),
+                    inside_port: Some(5353),
+                    outside_ip: "203.0.113.9".parse().unwrap(),
+                    outside_port: None,
+                    dst_ip: None,
+                    dst_port: Some(53),
+                }),
+                1_000_000_007,
+            ),
+            Record {
+                origin: Origin {
+                    input: Input::Radius,
+                    peer: None,
+                    import_sha256: Some("ab".repeat(32)),
+                },
+                school: None,
+                ..with(
+                    Body::Session(Session {
+                        status: SessionStatus::Stop,
+                        user: "somchai".into(),
+                        session_id: Some("s1".into()),
+                        ip: Some(v6),
+                        mac: Some("02:00:00:00:00:01".into()),
+                        nas: None,
+                        input_octets: Some(u64::MAX),
+                        output_octets: Some(0),
+                        duration_secs: None,
+                        terminate_cause: Some("User-Request".into()),
+                    }),
+                    0,
+                )
+            },
+            with(
+                Body::Lease(Lease {
+                    action: LeaseAction::Expire,
+                    ip: "10.0.0.2".parse().unwrap(),
+                    mac: "02:00:00:00:00:01".into(),
+                    hostname: Some("".into()),
+                    start: Some(Timestamp::MIN),
+                    end: Some(Timestamp::MAX),
+                    server: Some("dhcp1".into()),
+                }),
+                5,
+            ),
+            with(
+                Body::Auth(AuthEvent {
+                    user: "สมชาย".into(),
+                    success: true,
+                    service: "hotspot".into(),
+                    ip: None,
+                    mac: None,
+                    message: Some("ok".into()),
+                }),
+                0,
+            ),
+            with(
+                Body::Proxy(ProxyRequest {
+                    client_ip: "10.0.0.3".parse().unwrap(),
+                    user: None,
+                    method: "GET".into(),
+                    url: "http://example.com/".into(),
+                    status: Some(200),
+                    bytes: Some(1),
+                    duration_ms: Some(12),
+                    server_ip: Some(v6),
+                }),
+                0,
+            ),
+            with(
+                Body::Raw(Raw {
+                    protocol: "syslog".into(),
+                    data: vec![0, 255, 10, 13],
+                    reason: None,
+                }),
+                0,
+            ),
+            with(
+                Body::Access(Access {
+                    actor: "officer".into(),
+                    action: "search".into(),
+                    detail: "--ip 10.0.0.2".into(),
+                }),
+                0,
+            ),
+        ]
+    }
+
+    fn batch(records: Vec<Record>) -> Batch {
+        Batch {
+            seq: 9,
+            prev: [7; 32],
+            written_at: Timestamp::UNIX_EPOCH,
+            first_record: 1234,
+            content: Content::Records { records },
+        }
+    }
+
+    #[test]
+    fn every_kind_and_field_round_trips() {
+        for records in [
+            vec![],
+            every_kind(),
+            every_kind().into_iter().rev().collect(),
+        ] {
+            let b = batch(records);
+            assert_eq!(decode(&encode(&b).unwrap()).unwrap(), b);
+        }
+        let sig = Batch {
+            prev: GENESIS,
+            content: Content::Signature(crate::batch::Signature {
+                head_seq: 8,
+                head_hash: [1; 32],
+                records: 3,
+                signed_at: Timestamp::UNIX_EPOCH,
+                sig: "00".into(),
+            }),
+            ..batch(vec![])
+        };
+        assert_eq!(decode(&encode(&sig).unwrap()).unwrap(), sig);
+    }
+
+    #[test]
+    fn bytes_left_over_or_missing_do_not_decode() {
+        let body = encode(&batch(every_kind())).unwrap();
+        for cut in 0..body.len() {
+            assert!(decode(&body[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut longer = body.clone();
+        longer.push(0);
+        assert!(decode(&longer).is_err());
+    }
+
+    #[test]
+    fn a_flow_takes_few_bytes() {
+        let records: Vec<Record> = (0..2000).map(flow).collect();
+        let body = encode(&batch(records)).unwrap();
+        let json = serde_json::to_vec(&batch((0..2000).map(flow).collect())).unwrap();
+        assert!(
+            body.len() * 6 < json.len(),
+            "{} bytes, JSON {}",
+            body.len(),
+            json.len()
+        );
+    }
+}
