@@ -516,7 +516,7 @@ async fn every_kind_through_its_approvals_and_to_closed() {
         let csv = resp.text().await.unwrap();
         assert!(csv.starts_with("\u{feff}รหัสโรงเรียน school_code,"), "{csv}");
         assert!(
-            csv.contains(&format!("A1001,โรงเรียน A1001,purchase,closed,1,1,"))
+            csv.contains("A1001,โรงเรียน A1001,purchase,closed,1,1,")
                 && csv.contains(&format!(",5,{year}\r\n")),
             "{csv}"
         );

@@ -92,6 +92,8 @@ pub struct Text {
     pub language: &'static str,
     pub none: &'static str,
     pub saved: &'static str,
+    /// The service desk's pages.
+    pub desk: &'static super::desk::DeskText,
 }
 
 pub static TH: Text = Text {
@@ -130,6 +132,7 @@ pub static TH: Text = Text {
     language: "ภาษา",
     none: "ไม่มีข้อมูล",
     saved: "บันทึกแล้ว",
+    desk: &super::desk::TH,
 };
 
 pub static EN: Text = Text {
@@ -168,6 +171,7 @@ pub static EN: Text = Text {
     language: "Language",
     none: "Nothing here yet",
     saved: "Saved",
+    desk: &super::desk::EN,
 };
 
 #[cfg(test)]

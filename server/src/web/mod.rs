@@ -2,6 +2,7 @@
 //! Sessions are an HttpOnly, SameSite=Strict cookie (Secure under TLS); the pages call the same
 //! domain modules as the API, so permissions and audit are the same.
 
+pub mod desk;
 pub mod i18n;
 
 use askama::Template;
@@ -36,6 +37,7 @@ pub fn routes() -> Router<AppState> {
         .route("/audit", get(audit_page))
         .route("/account", get(account_page))
         .route("/account/password", post(password_submit))
+        .merge(desk::routes())
 }
 
 /// What every page's frame needs: language, words, who is signed in and which links to show.
@@ -45,6 +47,8 @@ pub struct Page {
     pub user: Option<Principal>,
     pub show_users: bool,
     pub show_audit: bool,
+    pub show_desk: bool,
+    pub show_assets: bool,
 }
 
 /// The page language: the signed-in user's choice, then the language cookie, then the
@@ -77,6 +81,10 @@ impl Page {
             t: lang.text(),
             show_users: may(Permission::UsersView),
             show_audit: may(Permission::AuditRead),
+            show_desk: may(Permission::RequestsFile)
+                || may(Permission::RequestsWork)
+                || may(Permission::RequestsApprove),
+            show_assets: may(Permission::AssetsView),
             user: principal,
         }
     }
