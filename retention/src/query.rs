@@ -26,7 +26,8 @@ pub struct Query {
     pub user: Option<String>,
     pub mac: Option<String>,
     pub school: Option<String>,
-    /// An address and port seen together in one flow or translation (attribution's NAT step).
+    /// A public address and port a translation used: a NAT record's outside endpoint or a flow's
+    /// source after NAT (attribution's NAT step).
     pub endpoint: Option<(IpAddr, u16)>,
     /// An address held by a session, lease or login (attribution's lease/session step).
     pub assigned: Option<IpAddr>,
@@ -69,15 +70,23 @@ impl Query {
                     .as_deref()
                     .is_some_and(|m| m.eq_ignore_ascii_case(v))
             }
-            Term::Endpoint(a, p) => endpoint |= self.endpoint == Some((a, p)),
+            // Only the translated endpoint counts (see `endpoint`).
+            Term::Endpoint(..) => {}
             Term::Assigned(a) => assigned |= self.assigned == Some(a),
         });
+        if !endpoint {
+            endpoint = self.endpoint.is_some() && segment::translated(r) == self.endpoint;
+        }
         ip && port && user && mac && endpoint && assigned
     }
 
     /// The Bloom keys a segment must maybe hold to hold a match.
     fn keys(&self) -> Vec<Vec<u8>> {
         let mut keys = self.block_keys();
+        if self.endpoint.is_some() {
+            // Endpoints are indexed per block only.
+            keys.remove(0);
+        }
         if let Some(ip) = self.ip {
             keys.push(segment::term_key(Term::Ip(ip)));
         }

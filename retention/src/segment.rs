@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::batch::{self, Batch, Content, Decoded, Hash};
 use crate::error::{Error, Result};
 use crate::fsutil;
-use crate::record::{Input, Term};
+use crate::record::{Body, Input, Record, Term};
 
 const HEAD_MAGIC: &[u8; 8] = b"KNSEG001";
 const TAIL_MAGIC: &[u8; 8] = b"KNSEGEND";
@@ -74,7 +74,7 @@ pub struct BlockIndex {
     pub filter: Bloom,
 }
 
-/// Terms indexed per block as well as per segment.
+/// Terms indexed per block: what point queries and attribution look for within a segment.
 pub fn block_level(t: &Term<'_>) -> bool {
     matches!(
         t,
@@ -82,28 +82,69 @@ pub fn block_level(t: &Term<'_>) -> bool {
     )
 }
 
+/// Terms indexed per segment: every IP, port, user, MAC and assigned address.
+pub fn segment_level(t: &Term<'_>) -> bool {
+    !matches!(t, Term::Endpoint(..))
+}
+
+/// The public address and port a record says a translation used: a NAT record's outside
+/// endpoint, or a flow's source after NAT. Attribution's first step looks for it; it is the only
+/// endpoint the filters index (inside and destination endpoints are as many as the records and
+/// would make the filters as large as the data).
+pub fn translated(r: &Record) -> Option<(IpAddr, u16)> {
+    match &r.body {
+        Body::Nat(n) => n.outside_port.map(|p| (n.outside_ip, p)),
+        Body::Flow(f) => f.nat_src_ip.zip(f.nat_src_port),
+        _ => None,
+    }
+}
+
+/// Calls `f` with every term the filters index for `r`: its terms, but of its endpoints only
+/// the translated one.
+pub fn for_each_indexed(r: &Record, mut f: impl FnMut(Term<'_>)) {
+    r.for_each_term(|t| {
+        if !matches!(t, Term::Endpoint(..)) {
+            f(t)
+        }
+    });
+    if let Some((a, p)) = translated(r) {
+        f(Term::Endpoint(a, p));
+    }
+}
+
 /// The index entry of a block at `offset` (`len` bytes packed) holding `batches`.
 pub fn block_index(offset: u64, len: u64, batches: &[Chained]) -> BlockIndex {
+    let mut keys = KeySet::default();
+    let mut buf = Vec::new();
     let mut event = Span::default();
     let mut records = 0;
-    let mut keys = HashSet::new();
-    let mut buf = Vec::new();
     for c in batches {
         if let Content::Records { records: rs } = &c.batch.content {
             for r in rs {
                 event.add(r.event_time);
-                r.for_each_term(|t| {
+                for_each_indexed(r, |t| {
                     if block_level(&t) {
-                        add_key(&mut keys, &mut buf, t);
+                        keys.insert(key_hash_of(t, &mut buf));
                     }
                 });
             }
             records += rs.len() as u64;
         }
     }
-    let mut filter = Bloom::with_params(keys.len(), 16, 11);
-    for k in &keys {
-        filter.insert(k);
+    finish_block(offset, len, batches, records, event, &keys)
+}
+
+fn finish_block(
+    offset: u64,
+    len: u64,
+    batches: &[Chained],
+    records: u64,
+    event: Span,
+    keys: &KeySet,
+) -> BlockIndex {
+    let mut filter = Bloom::with_params(keys.len(), BLOCK_BITS_PER_KEY, BLOCK_K);
+    for k in keys {
+        filter.insert_hash(*k);
     }
     BlockIndex {
         offset,
@@ -115,6 +156,49 @@ pub fn block_index(offset: u64, len: u64, batches: &[Chained]) -> BlockIndex {
         filter,
     }
 }
+
+/// Block filters: about 1% false positives.
+const BLOCK_BITS_PER_KEY: usize = 10;
+const BLOCK_K: u32 = 7;
+/// Segment filters: about 2% false positives (a segment that passes is still pruned by block).
+const SEGMENT_BITS_PER_KEY: usize = 8;
+const SEGMENT_K: u32 = 6;
+
+/// The two hashes of a filter key (FNV-1a with two seeds): all a Bloom filter needs of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KeyHash(u64, u64);
+
+pub fn key_hash(key: &[u8]) -> KeyHash {
+    KeyHash(
+        fnv1a(0xcbf2_9ce4_8422_2325, key),
+        fnv1a(0x8422_2325_cbf2_9ce4, key) | 1,
+    )
+}
+
+fn key_hash_of(t: Term<'_>, buf: &mut Vec<u8>) -> KeyHash {
+    write_term_key(t, buf);
+    key_hash(buf)
+}
+
+/// Hashes of keys are already hashes: a set of them needs no further hashing.
+#[derive(Default)]
+struct Rehash(u64);
+
+impl std::hash::Hasher for Rehash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 = fnv1a(self.0, bytes);
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = self.0.rotate_left(23) ^ v;
+    }
+}
+
+type KeySet = HashSet<KeyHash, std::hash::BuildHasherDefault<Rehash>>;
 
 /// The footer of a segment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -184,7 +268,10 @@ pub struct IndexBuilder {
     records: u64,
     event: Span,
     receive: Span,
-    keys: HashSet<Vec<u8>>,
+    keys: KeySet,
+    block_keys: KeySet,
+    block_records: u64,
+    block_event: Span,
     buf: Vec<u8>,
     schools: BTreeSet<String>,
     sources: HashMap<(Input, Option<IpAddr>), SourceStat>,
@@ -204,8 +291,19 @@ impl IndexBuilder {
                     self.records += 1;
                     self.event.add(r.event_time);
                     self.receive.add(r.receive_time);
-                    let (keys, buf) = (&mut self.keys, &mut self.buf);
-                    r.for_each_term(|t| add_key(keys, buf, t));
+                    self.block_records += 1;
+                    self.block_event.add(r.event_time);
+                    let (keys, block_keys, buf) =
+                        (&mut self.keys, &mut self.block_keys, &mut self.buf);
+                    for_each_indexed(r, |t| {
+                        let h = key_hash_of(t, buf);
+                        if segment_level(&t) {
+                            keys.insert(h);
+                        }
+                        if block_level(&t) {
+                            block_keys.insert(h);
+                        }
+                    });
                     if let Some(s) = &r.school
                         && !self.schools.contains(s)
                     {
@@ -223,12 +321,29 @@ impl IndexBuilder {
         }
     }
 
+    /// The index entry of the block holding `batches`, the batches added since the last block
+    /// (the same as [`block_index`], without going over the records again).
+    pub fn end_block(&mut self, offset: u64, len: u64, batches: &[Chained]) -> BlockIndex {
+        let b = finish_block(
+            offset,
+            len,
+            batches,
+            self.block_records,
+            self.block_event,
+            &self.block_keys,
+        );
+        self.block_keys.clear();
+        self.block_records = 0;
+        self.block_event = Span::default();
+        b
+    }
+
     pub fn finish(self, blocks: Vec<BlockIndex>) -> SegmentIndex {
         let (first_seq, prev, first_record) = self.first.unwrap_or((0, batch::GENESIS, 0));
         let (last_seq, last_hash) = self.last.unwrap_or((0, batch::GENESIS));
-        let mut filter = Bloom::with_capacity(self.keys.len());
+        let mut filter = Bloom::with_params(self.keys.len(), SEGMENT_BITS_PER_KEY, SEGMENT_K);
         for k in &self.keys {
-            filter.insert(k);
+            filter.insert_hash(*k);
         }
         SegmentIndex {
             first_seq,
@@ -305,14 +420,6 @@ pub fn write_term_key(t: Term<'_>, buf: &mut Vec<u8>) {
     }
 }
 
-/// Adds the key of `t` to `keys`, allocating only for a key not seen before.
-fn add_key(keys: &mut HashSet<Vec<u8>>, buf: &mut Vec<u8>, t: Term<'_>) {
-    write_term_key(t, buf);
-    if !keys.contains(buf.as_slice()) {
-        keys.insert(buf.clone());
-    }
-}
-
 /// Writes `batches` (whose frames are `raw[c.offset..c.offset + c.len]`) as a segment in `dir`,
 /// durably, and returns its path and index.
 pub fn write(dir: &Path, raw: &[u8], batches: &[Chained]) -> Result<(PathBuf, SegmentIndex)> {
@@ -330,11 +437,7 @@ pub fn write(dir: &Path, raw: &[u8], batches: &[Chained]) -> Result<(PathBuf, Se
             i += 1;
         }
         let packed = compress(&plain)?;
-        blocks.push(block_index(
-            out.len() as u64,
-            packed.len() as u64,
-            &batches[start..i],
-        ));
+        blocks.push(builder.end_block(out.len() as u64, packed.len() as u64, &batches[start..i]));
         out.extend_from_slice(&packed);
     }
     let mut index = builder.finish(blocks);
@@ -503,15 +606,19 @@ impl Bloom {
         }
     }
 
-    fn positions(&self, key: &[u8]) -> impl Iterator<Item = usize> + use<> {
-        let h1 = fnv1a(0xcbf2_9ce4_8422_2325, key);
-        let h2 = fnv1a(0x8422_2325_cbf2_9ce4, key) | 1;
+    fn positions(&self, KeyHash(h1, h2): KeyHash) -> impl Iterator<Item = usize> + use<> {
         let m = (self.bits.len() * 8) as u64;
         (0..u64::from(self.k)).map(move |i| (h1.wrapping_add(i.wrapping_mul(h2)) % m) as usize)
     }
 
     pub fn insert(&mut self, key: &[u8]) {
-        for p in self.positions(key).collect::<Vec<_>>() {
+        self.insert_hash(key_hash(key));
+    }
+
+    pub fn insert_hash(&mut self, h: KeyHash) {
+        let m = (self.bits.len() * 8) as u64;
+        for i in 0..u64::from(self.k) {
+            let p = (h.0.wrapping_add(i.wrapping_mul(h.1)) % m) as usize;
             self.bits[p / 8] |= 1 << (p % 8);
         }
     }
@@ -520,7 +627,7 @@ impl Bloom {
         if self.bits.is_empty() {
             return true;
         }
-        self.positions(key)
+        self.positions(key_hash(key))
             .all(|p| self.bits[p / 8] & (1 << (p % 8)) != 0)
     }
 }
