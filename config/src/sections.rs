@@ -129,11 +129,65 @@ impl Default for LoggingConfig {
 pub struct CollectorConfig {
     /// Run the collector inside `khetnet serve` (false when it runs on its own box).
     pub enabled: bool,
+    /// Syslog over UDP (RFC 5426): `ADDRESS:PORT`, or `""` for off.
+    pub syslog_udp: String,
+    /// Syslog over TCP (RFC 6587): `ADDRESS:PORT`, or `""` for off.
+    pub syslog_tcp: String,
+    /// Syslog over TLS (RFC 5425); started only when `tls_cert` and `tls_key` are set.
+    pub syslog_tls: String,
+    /// RELP (rsyslog's omrelp): `ADDRESS:PORT`, or `""` for off.
+    pub relp: String,
+    /// RADIUS accounting (RFC 2866): `ADDRESS:PORT`, or `""` for off.
+    pub radius: String,
+    /// NetFlow v5/v9 and IPFIX: `ADDRESS:PORT`, or `""` for off.
+    pub netflow: String,
+    /// A second NetFlow/IPFIX port (IPFIX's standard 4739), or `""` for off.
+    pub ipfix: String,
+    /// PEM certificate chain for syslog over TLS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for syslog over TLS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificates; when set, TLS clients must present a certificate it signed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Sources allowed to send, `ADDRESS[/PREFIX][=SCHOOL]`; others are counted and refused.
+    pub allow: Vec<String>,
+    /// The RADIUS shared secret of clients not listed in `radius_clients`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub radius_secret: Option<String>,
+    /// Per-client RADIUS shared secrets, `ADDRESS[/PREFIX]=SECRET`; longest prefix wins.
+    pub radius_clients: Vec<String>,
+    /// Seconds without a message after which an allowed source is reported silent.
+    pub silent_after_secs: u64,
+    /// Connections (TCP, TLS, RELP together) open at once, at most.
+    pub max_connections: usize,
+    /// NTP servers whose offset to this clock is measured (SNTP); empty for none.
+    pub ntp_servers: Vec<String>,
 }
 
 impl Default for CollectorConfig {
     fn default() -> Self {
-        CollectorConfig { enabled: true }
+        CollectorConfig {
+            enabled: true,
+            syslog_udp: "0.0.0.0:514".into(),
+            syslog_tcp: "0.0.0.0:514".into(),
+            syslog_tls: "0.0.0.0:6514".into(),
+            relp: "0.0.0.0:2514".into(),
+            radius: "0.0.0.0:1813".into(),
+            netflow: "0.0.0.0:2055".into(),
+            ipfix: "0.0.0.0:4739".into(),
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+            allow: Vec::new(),
+            radius_secret: None,
+            radius_clients: Vec::new(),
+            silent_after_secs: 3600,
+            max_connections: 1024,
+            ntp_servers: Vec::new(),
+        }
     }
 }
 
