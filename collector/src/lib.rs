@@ -1,9 +1,11 @@
-//! The collector's decoders: the pure functions that turn bytes received from school gateways
-//! into the records the retention store keeps.
+//! The collector: pure decoders that turn bytes received from school gateways into the records
+//! the retention store keeps, and the network side ([`net`]) and file import ([`import`]) that
+//! feed them and store what comes back.
 //!
-//! Invariant: nothing in this crate's library does I/O or links tokio. Listeners (UDP, TCP, TLS,
-//! RELP, RADIUS, NetFlow) are built on top: they receive bytes, hand them to a decoder here and
-//! write what comes back. Every decoder is total: a malformed packet or line becomes a
+//! Invariant: the decoders (`syslog`, `relp`, `gateways`, `radius`, `netflow`, `source`, `mac`)
+//! do no I/O and use no tokio, so they can be fuzzed and table-tested. Only [`net`] and
+//! [`import`] touch sockets, files and the store. Listeners (UDP, TCP, TLS, RELP, RADIUS,
+//! NetFlow) receive bytes, hand them to a decoder and write what comes back. Every decoder is total: a malformed packet or line becomes a
 //! [`Body::Raw`] record with the bytes kept whole and the
 //! reason, never a panic and never an error that ends a connection.
 //!
@@ -19,11 +21,16 @@
 //! - NetFlow/IPFIX: one [`netflow::FlowDecoder`] per exporter address, kept in a map.
 
 pub mod gateways;
+pub mod import;
 pub mod mac;
+pub mod net;
 pub mod netflow;
 pub mod radius;
+pub mod relp;
 pub mod source;
 pub mod syslog;
+
+pub use net::{Collector, InputState, InputStatus, RunningCollector, Settings};
 
 use jiff::Timestamp;
 use khetnet_retention::record::{Body, Origin, Raw, Record};
@@ -82,6 +89,28 @@ pub enum Error {
         "invalid source `{entry}`: {reason} (expected ADDRESS[/PREFIX][=SCHOOL], e.g. 10.1.0.0/16=1010100001)"
     )]
     InvalidSource { entry: String, reason: String },
+    /// A `[collector]` value that cannot be used.
+    #[error("{key} = {value}: not allowed; {allowed}")]
+    Config {
+        key: String,
+        value: String,
+        allowed: String,
+    },
+    /// A TLS certificate, key or CA file that cannot be used.
+    #[error("TLS file {}: {reason}", path.display())]
+    Tls {
+        path: std::path::PathBuf,
+        reason: String,
+    },
+    /// A file to import that cannot be read.
+    #[error("{}: {source}", path.display())]
+    Read {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    /// The store refused a batch.
+    #[error(transparent)]
+    Store(#[from] khetnet_retention::Error),
 }
 
 /// The collector library's result type.

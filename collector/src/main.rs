@@ -1,21 +1,22 @@
 //! `khetnet-collector`: the collector run on its own box. Parses arguments and calls into the
 //! library.
-//!
-//! The decoders (syslog, gateway formats, RADIUS accounting, NetFlow/IPFIX) are built; the
-//! network listeners and the file import are not yet, and `run`/`import` say so with exit
-//! code 2 rather than pretend.
 
-use std::io::{BufRead, Write};
+use std::io::{BufRead, IsTerminal, Write};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
 use jiff::Timestamp;
-use khetnet_collector::Receipt;
-use khetnet_collector::source::AllowList;
+use khetnet_collector::import::import_file;
+use khetnet_collector::{Collector, InputState, Receipt, Settings};
 use khetnet_retention::record::{Input, Origin};
+use khetnet_retention::{Options, Store};
+use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
 #[command(
@@ -30,13 +31,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Receive from the network and write to the store (listeners not built yet).
+    /// Receive from the network and write to the store until SIGINT or SIGTERM.
     Run(Box<RunArgs>),
-    /// Import an old log server's files into the store (not built yet).
+    /// Import an old log server's files (plain or .gz) into the store, each line parsed like
+    /// live syslog and marked with its file's SHA-256.
     Import {
         #[arg(long)]
         store: PathBuf,
-        #[arg(long, default_value = "syslog")]
+        /// The files' format; only `syslog` (one message per line, as log servers write).
+        #[arg(long, default_value = "syslog", value_parser = ["syslog"])]
         format: String,
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -56,8 +59,10 @@ enum Command {
 /// `run`'s flags; they override the configuration file.
 #[derive(Args)]
 struct RunArgs {
-    #[arg(long)]
+    /// khetnet.toml (its [collector] and [retention] sections); KHETNET_* variables apply.
+    #[arg(long, env = "KHETNET_CONFIG")]
     config: Option<PathBuf>,
+    /// The store directory (created when missing).
     #[arg(long)]
     store: Option<PathBuf>,
     #[arg(long, value_name = "ADDR")]
@@ -80,29 +85,25 @@ struct RunArgs {
 }
 
 const INPUTS: &[(&str, &str, &str)] = &[
-    ("syslog UDP", "514/udp", "decoder ready; listener not built"),
+    ("syslog UDP", "514/udp", "syslog_udp, --syslog-udp"),
     (
         "syslog TCP (RFC 6587)",
         "514/tcp",
-        "framing and decoder ready; listener not built",
+        "syslog_tcp, --syslog-tcp",
     ),
     (
         "syslog TLS (RFC 5425)",
         "6514/tcp",
-        "framing and decoder ready; listener not built",
+        "syslog_tls, --syslog-tls; needs tls_cert and tls_key",
     ),
-    ("RELP", "2514/tcp", "decoder ready; RELP session not built"),
+    ("RELP", "2514/tcp", "relp, --relp"),
     (
         "RADIUS accounting",
         "1813/udp",
-        "decoder and response ready; listener not built",
+        "radius, --radius; secrets in radius_secret, radius_clients",
     ),
-    (
-        "NetFlow v5/v9",
-        "2055/udp",
-        "decoder ready; listener not built",
-    ),
-    ("IPFIX", "4739/udp", "decoder ready; listener not built"),
+    ("NetFlow v5/v9, IPFIX", "2055/udp", "netflow, --netflow"),
+    ("IPFIX", "4739/udp", "ipfix"),
 ];
 
 fn main() -> ExitCode {
@@ -121,19 +122,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print_inputs();
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run(args) => {
-            // Refuse a bad allow-list now, so the flags are already checked.
-            AllowList::from_entries(&args.allow)?;
-            print_inputs();
-            eprintln!(
-                "khetnet-collector: the network listeners are not built yet; nothing was started"
-            );
-            Ok(ExitCode::from(2))
-        }
-        Command::Import { .. } => {
-            eprintln!("khetnet-collector: import is not built yet; nothing was imported");
-            Ok(ExitCode::from(2))
-        }
+        Command::Run(args) => run_collector(*args),
+        Command::Import { store, files, .. } => import(&store, &files),
         Command::Parse { at, files } => {
             parse(at.unwrap_or_else(Timestamp::now), &files)?;
             Ok(ExitCode::SUCCESS)
@@ -142,7 +132,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn print_inputs() {
-    println!("{:<24} {:<10} status", "input", "default");
+    println!("{:<24} {:<10} configured by", "input", "default");
     for (input, port, status) in INPUTS {
         println!("{input:<24} {port:<10} {status}");
     }
@@ -193,4 +183,135 @@ fn parse(at: Timestamp, files: &[PathBuf]) -> anyhow::Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// The configuration file's `[collector]` section with the flags applied over it.
+fn settings(args: &RunArgs) -> anyhow::Result<(khetnet_config::Config, Settings)> {
+    let mut config = khetnet_config::Config::load(args.config.as_deref(), std::env::vars())?;
+    let c = &mut config.collector;
+    let flags = [
+        (&mut c.syslog_udp, args.syslog_udp),
+        (&mut c.syslog_tcp, args.syslog_tcp),
+        (&mut c.syslog_tls, args.syslog_tls),
+        (&mut c.relp, args.relp),
+        (&mut c.radius, args.radius),
+        (&mut c.netflow, args.netflow),
+    ];
+    for (key, flag) in flags {
+        if let Some(addr) = flag {
+            *key = addr.to_string();
+        }
+    }
+    if args.radius_secret.is_some() {
+        c.radius_secret.clone_from(&args.radius_secret);
+    }
+    if !args.allow.is_empty() {
+        c.allow.clone_from(&args.allow);
+    }
+    if let Some(store) = &args.store {
+        config.retention.store = Some(store.clone());
+    }
+    let settings = Settings::from_config(&config.collector)?;
+    Ok((config, settings))
+}
+
+fn run_collector(args: RunArgs) -> anyhow::Result<ExitCode> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let (config, settings) = settings(&args)?;
+    let dir = config.store_dir();
+    let options = Options {
+        retention_days: config.retention.retention_days,
+        ..Options::default()
+    };
+    let store = Store::open_or_init(&dir, &options)
+        .with_context(|| format!("opening the store {}", dir.display()))?;
+    if let Some(cut) = store.recovery() {
+        eprintln!("khetnet-collector: {cut}");
+    }
+    let store = Arc::new(store);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async move {
+        let shutdown = CancellationToken::new();
+        let running = Collector::start_with(settings, store, shutdown.clone()).await;
+        println!("khetnet-collector: store {}", dir.display());
+        for input in running.inputs() {
+            println!("{input}");
+        }
+        let listening = running
+            .inputs()
+            .iter()
+            .filter(|i| matches!(i.state, InputState::Listening(_)))
+            .count();
+        if listening == 0 {
+            eprintln!("khetnet-collector: no input could start; nothing to do");
+            running.shutdown(Duration::from_secs(5)).await;
+            return Ok(ExitCode::FAILURE);
+        }
+        wait_for_signal().await;
+        eprintln!("khetnet-collector: stopping; storing what was received");
+        running.shutdown(Duration::from_secs(30)).await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+async fn wait_for_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn import(dir: &Path, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let store = Store::open_or_init(dir, &Options::default())
+        .with_context(|| format!("opening the store {}", dir.display()))?;
+    let terminal = std::io::stderr().is_terminal();
+    for file in files {
+        let bar = if terminal {
+            let bar = ProgressBar::new_spinner();
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {prefix} {msg} [{elapsed}]")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            bar.set_prefix(file.display().to_string());
+            bar
+        } else {
+            ProgressBar::hidden()
+        };
+        let started = Instant::now();
+        let stats = import_file(&store, file, |s| {
+            let rate = s.lines as f64 / started.elapsed().as_secs_f64().max(0.001);
+            bar.set_message(format!(
+                "{} lines, {:.0}/s, {} parsed, {} raw",
+                s.lines, rate, s.parsed, s.raw
+            ));
+            bar.tick();
+        })?;
+        bar.finish_and_clear();
+        println!(
+            "{}: {} lines ({} parsed, {} raw) sha256 {}",
+            file.display(),
+            stats.lines,
+            stats.parsed,
+            stats.raw,
+            stats.sha256
+        );
+    }
+    store.sign_now().context("signing the chain head")?;
+    Ok(ExitCode::SUCCESS)
 }

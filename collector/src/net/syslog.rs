@@ -1,0 +1,214 @@
+//! Syslog over UDP (one message per datagram), TCP (RFC 6587) and TLS (RFC 5425).
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use khetnet_retention::Record;
+use khetnet_retention::record::{Body, Input};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio_rustls::TlsAcceptor;
+
+use super::sources::Count;
+use super::{Shared, accept_loop};
+use crate::syslog::{self, Framed, Framer};
+
+/// Datagrams read in one go before the batch goes to the writer.
+const UDP_BATCH: usize = 256;
+
+/// How long a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Receives syslog datagrams on `socket` until `shared.shutdown`.
+///
+/// Datagrams from sources not allowed are counted and ignored. When the writer is behind, the
+/// batch is dropped and counted per source: UDP cannot be held back.
+pub async fn run_syslog_udp(socket: UdpSocket, shared: Shared) {
+    let input = Input::SyslogUdp;
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let first = tokio::select! {
+            _ = shared.shutdown.cancelled() => break,
+            r = socket.recv_from(&mut buf) => r,
+        };
+        let mut records = Vec::new();
+        match first {
+            Ok((n, peer)) => datagram(&shared, &buf[..n], peer, &mut records),
+            Err(error) => {
+                tracing::warn!(error = %error, "syslog UDP receive failed");
+                continue;
+            }
+        }
+        while records.len() < UDP_BATCH {
+            match socket.try_recv_from(&mut buf) {
+                Ok((n, peer)) => datagram(&shared, &buf[..n], peer, &mut records),
+                Err(_) => break,
+            }
+        }
+        if records.is_empty() {
+            continue;
+        }
+        if let Err(dropped) = shared.writer.try_send(records) {
+            count_dropped(&shared, input, &dropped);
+        }
+    }
+}
+
+fn datagram(shared: &Shared, data: &[u8], peer: SocketAddr, records: &mut Vec<Record>) {
+    let input = Input::SyslogUdp;
+    let Some(school) = shared.sources.admit(input, peer.ip()) else {
+        return;
+    };
+    let receipt = shared.receipt(input, peer.ip(), school);
+    // A datagram may end with the sender's LF.
+    let data = data.strip_suffix(b"\n").unwrap_or(data);
+    let record = syslog::decode(data, &receipt);
+    shared
+        .sources
+        .add(input, Some(peer.ip()), Count::Received, 1);
+    count_record(shared, input, peer.ip(), &record);
+    records.push(record);
+}
+
+/// Counts dropped records per source.
+pub(super) fn count_dropped(shared: &Shared, input: Input, dropped: &[Record]) {
+    for record in dropped {
+        shared
+            .sources
+            .add(input, record.origin.peer, Count::Dropped, 1);
+    }
+    tracing::warn!(
+        input = super::sources::input_name(input),
+        records = dropped.len(),
+        "the writer is behind; UDP records dropped"
+    );
+}
+
+pub(super) fn count_record(shared: &Shared, input: Input, peer: IpAddr, record: &Record) {
+    shared.sources.add(input, Some(peer), Count::Records, 1);
+    if let Body::Raw(raw) = &record.body
+        && matches!(
+            raw.reason.as_deref(),
+            Some(syslog::REASON_NOT_UTF8 | syslog::REASON_OVERSIZED)
+        )
+    {
+        shared.sources.add(input, Some(peer), Count::Malformed, 1);
+    }
+}
+
+/// Accepts syslog TCP connections (RFC 6587 octet counting or LF framing) until
+/// `shared.shutdown`, one task per connection, at most `shared.connections` at once.
+pub async fn run_syslog_tcp(listener: TcpListener, shared: Shared) {
+    accept_loop(
+        listener,
+        shared,
+        Input::SyslogTcp,
+        |stream, peer, school, shared| async move {
+            read_stream(stream, peer, school, Input::SyslogTcp, shared).await;
+        },
+    )
+    .await;
+}
+
+/// Accepts syslog TLS connections (RFC 5425) until `shared.shutdown`. A failed handshake is
+/// counted as malformed and ends only that connection.
+pub async fn run_syslog_tls(listener: TcpListener, acceptor: TlsAcceptor, shared: Shared) {
+    let acceptor = Arc::new(acceptor);
+    accept_loop(
+        listener,
+        shared,
+        Input::SyslogTls,
+        move |stream, peer, school, shared| {
+            let acceptor = acceptor.clone();
+            async move {
+                let handshake =
+                    tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
+                match handshake {
+                    Ok(Ok(tls)) => read_stream(tls, peer, school, Input::SyslogTls, shared).await,
+                    Ok(Err(error)) => {
+                        shared
+                            .sources
+                            .add(Input::SyslogTls, Some(peer), Count::Malformed, 1);
+                        tracing::warn!(peer = %peer, error = %error, "TLS handshake failed");
+                    }
+                    Err(_) => {
+                        shared
+                            .sources
+                            .add(Input::SyslogTls, Some(peer), Count::Malformed, 1);
+                        tracing::warn!(peer = %peer, "TLS handshake timed out");
+                    }
+                }
+            }
+        },
+    )
+    .await;
+}
+
+/// Reads one syslog stream until EOF, an error or shutdown. Records go to the writer with
+/// backpressure: while the writer is behind, this stops reading and the sender buffers.
+async fn read_stream<S: AsyncRead + Unpin>(
+    mut stream: S,
+    peer: IpAddr,
+    school: Option<String>,
+    input: Input,
+    shared: Shared,
+) {
+    let mut framer = Framer::default();
+    let mut buf: Vec<u8> = Vec::with_capacity(128 * 1024);
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let read = tokio::select! {
+            _ = shared.shutdown.cancelled() => break,
+            r = stream.read(&mut chunk) => r,
+        };
+        let n = match read {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(error) => {
+                tracing::debug!(peer = %peer, error = %error, "syslog stream ended with an error");
+                break;
+            }
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        let receipt = shared.receipt(input, peer, school.clone());
+        let mut records = Vec::new();
+        let mut at = 0;
+        loop {
+            let framed = framer.decode(&buf[at..]);
+            let consumed = framed.consumed();
+            match framed {
+                Framed::Incomplete => break,
+                Framed::Message { message, .. } => records.push(syslog::decode(message, &receipt)),
+                Framed::Oversized { head, .. } => records.push(syslog::oversized(head, &receipt)),
+                Framed::Skipped { .. } => {}
+            }
+            at += consumed;
+        }
+        buf.drain(..at);
+        if !submit(&shared, input, peer, records).await {
+            return;
+        }
+    }
+    // What is left of a stream that ended without a final LF is still a message.
+    let receipt = shared.receipt(input, peer, school);
+    let rest: Vec<Record> = framer
+        .finish(&buf)
+        .map(|m| syslog::decode(m, &receipt))
+        .into_iter()
+        .collect();
+    submit(&shared, input, peer, rest).await;
+}
+
+async fn submit(shared: &Shared, input: Input, peer: IpAddr, records: Vec<Record>) -> bool {
+    if records.is_empty() {
+        return true;
+    }
+    shared
+        .sources
+        .add(input, Some(peer), Count::Received, records.len() as u64);
+    for record in &records {
+        count_record(shared, input, peer, record);
+    }
+    shared.writer.send(records).await.is_ok()
+}

@@ -1,0 +1,185 @@
+//! The writer stage: one task that gathers the records of every input into batches and appends
+//! them to the store on a blocking thread.
+//!
+//! Inputs hand records over through one bounded channel. When it is full (the store is slower
+//! than the inputs), [`Writer::send`] and [`Writer::append`] wait: TCP, TLS and RELP stop reading
+//! and the sender's own buffer holds the rest; RADIUS stops answering and the client retries.
+//! UDP cannot be held back, so [`Writer::try_send`] hands the records back and the input counts
+//! them as dropped. A batch is acknowledged (the waiting [`Writer::append`] returns `true`) only
+//! after [`Store::append`] returned, that is after the records are fsynced and chained.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use khetnet_retention::{Record, Store};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Batches waiting for the writer, at most. Each holds what one input read at once.
+pub const QUEUE_BATCHES: usize = 1024;
+
+/// Records appended to the store in one call, at most.
+pub const MAX_BATCH_RECORDS: usize = 16 * 1024;
+
+/// How often the store's housekeeping (signing, sealing, the CLI's inbox) runs when idle.
+const TICK: Duration = Duration::from_secs(5);
+
+/// How long to wait before retrying an append that failed (a full disk).
+const RETRY: Duration = Duration::from_secs(1);
+
+struct Batch {
+    records: Vec<Record>,
+    ack: Option<oneshot::Sender<bool>>,
+}
+
+/// The inputs' handle on the writer stage. Cheap to clone; the writer ends when every clone is
+/// dropped and what was queued is written.
+#[derive(Clone)]
+pub struct Writer {
+    tx: mpsc::Sender<Batch>,
+}
+
+/// The running writer task.
+pub struct WriterTask {
+    handle: JoinHandle<()>,
+}
+
+impl WriterTask {
+    /// Waits until every handle is dropped and everything queued is written (or abandoned).
+    pub async fn finished(self) {
+        let _ = self.handle.await;
+    }
+}
+
+impl Writer {
+    /// Starts the writer over `store`.
+    ///
+    /// `abandon` is for when the store keeps failing at shutdown: once it is cancelled, a
+    /// failed append is not retried and its senders learn that nothing was stored.
+    pub fn start(store: Arc<Store>, abandon: CancellationToken) -> (Writer, WriterTask) {
+        let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
+        let handle = tokio::spawn(write_loop(store, rx, abandon));
+        (Writer { tx }, WriterTask { handle })
+    }
+
+    /// Queues `records`, waiting while the queue is full. No acknowledgement.
+    ///
+    /// # Errors
+    /// The writer has ended: the records are handed back.
+    pub async fn send(&self, records: Vec<Record>) -> Result<(), Vec<Record>> {
+        self.tx
+            .send(Batch { records, ack: None })
+            .await
+            .map_err(|e| e.0.records)
+    }
+
+    /// Queues `records` when there is room, else hands them back at once (UDP's drop).
+    pub fn try_send(&self, records: Vec<Record>) -> Result<(), Vec<Record>> {
+        self.tx
+            .try_send(Batch { records, ack: None })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(b) | mpsc::error::TrySendError::Closed(b) => {
+                    b.records
+                }
+            })
+    }
+
+    /// Queues `records` (waiting while the queue is full) and waits until they are durable.
+    /// `false`: they were not stored (the store failed at shutdown, or the writer ended); the
+    /// sender must not be acknowledged.
+    pub async fn append(&self, records: Vec<Record>) -> bool {
+        let (ack, done) = oneshot::channel();
+        if self
+            .tx
+            .send(Batch {
+                records,
+                ack: Some(ack),
+            })
+            .await
+            .is_err()
+        {
+            return false;
+        }
+        done.await.unwrap_or(false)
+    }
+}
+
+async fn write_loop(store: Arc<Store>, mut rx: mpsc::Receiver<Batch>, abandon: CancellationToken) {
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let first = tokio::select! {
+            batch = rx.recv() => match batch {
+                Some(batch) => batch,
+                None => break,
+            },
+            _ = tick.tick() => {
+                let store = store.clone();
+                if let Ok(Err(error)) = tokio::task::spawn_blocking(move || store.tick()).await {
+                    tracing::warn!(error = %error, "store housekeeping failed; retried on the next tick");
+                }
+                continue;
+            }
+        };
+        let mut records = first.records;
+        let mut acks: Vec<oneshot::Sender<bool>> = first.ack.into_iter().collect();
+        while records.len() < MAX_BATCH_RECORDS {
+            match rx.try_recv() {
+                Ok(batch) => {
+                    records.extend(batch.records);
+                    acks.extend(batch.ack);
+                }
+                Err(_) => break,
+            }
+        }
+        let stored = append(&store, records, &abandon).await;
+        for ack in acks {
+            let _ = ack.send(stored);
+        }
+    }
+    let store = store.clone();
+    let signed = tokio::task::spawn_blocking(move || store.sign_now()).await;
+    if let Ok(Err(error)) = signed {
+        tracing::warn!(error = %error, "signing the chain head at shutdown failed");
+    }
+}
+
+/// Appends on a blocking thread, retrying while it fails (a full disk) until `abandon`.
+async fn append(store: &Arc<Store>, records: Vec<Record>, abandon: &CancellationToken) -> bool {
+    if records.is_empty() {
+        return true;
+    }
+    let count = records.len() as u64;
+    loop {
+        let store = store.clone();
+        let attempt = records.clone();
+        let result = tokio::task::spawn_blocking(move || store.append(attempt)).await;
+        match result {
+            Ok(Ok(_)) => {
+                metrics::counter!("khetnet_collector_stored_records_total").increment(count);
+                metrics::counter!("khetnet_collector_store_batches_total").increment(1);
+                return true;
+            }
+            Ok(Err(error)) => {
+                metrics::counter!("khetnet_collector_store_errors_total").increment(1);
+                tracing::error!(error = %error, records = count, "store append failed; the inputs are held back until it succeeds");
+            }
+            Err(error) => {
+                metrics::counter!("khetnet_collector_store_errors_total").increment(1);
+                tracing::error!(error = %error, "store append task failed");
+            }
+        }
+        if abandon.is_cancelled() {
+            tracing::error!(
+                records = count,
+                "shutting down with records the store refused; their senders were not acknowledged"
+            );
+            return false;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(RETRY) => {}
+            _ = abandon.cancelled() => {}
+        }
+    }
+}
