@@ -1004,3 +1004,206 @@ async fn asset_register_search_and_isolation() {
         s.stop().await;
     }
 }
+
+#[tokio::test]
+async fn purchase_from_quotes_to_received_assets() {
+    for db in databases() {
+        let s = TestServer::start(&db).await;
+        let d = desk(&s).await;
+        let fields = json!({ "category": "materials", "purpose": "ห้องคอมพิวเตอร์",
+            "items": [{ "spec": "Notebook Core i5 RAM 16GB", "quantity": 2, "unit": "เครื่อง", "estimated_price": 22000, "reference_price": 21000 },
+                      { "spec": "Laser printer A4", "quantity": 1, "unit": "เครื่อง", "estimated_price": 6000 }] });
+        let r = file(
+            &s,
+            &d.ra,
+            json!({ "kind": "purchase", "title": "จัดซื้อคอมพิวเตอร์", "fields": fields }),
+        )
+        .await;
+        let id = r["id"].as_i64().unwrap();
+        let quotes = format!("/api/v1/requests/{id}/quotes");
+        let quote_a = json!({ "vendor": "ร้าน A", "items": [{ "item": 0, "unit_price": 20500, "meets_spec": true },
+                                                          { "item": 1, "unit_price": 5500, "meets_spec": true }] });
+        let (status, _) = s.post(&d.tech, &quotes, quote_a.clone()).await;
+        assert_eq!(
+            status,
+            StatusCode::CONFLICT,
+            "{db:?}: no quotes before approval"
+        );
+        ok(&s, &d.approver, id, json!({ "action": "approve" })).await;
+        ok(&s, &d.approver2, id, json!({ "action": "approve" })).await;
+
+        let (status, _) = s.post(&d.tech, &quotes, quote_a).await;
+        assert_eq!(status, StatusCode::OK);
+        s.post(&d.tech, &quotes, json!({ "vendor": "ร้าน B", "items": [{ "item": 0, "unit_price": 18000, "meets_spec": false, "note": "RAM 8GB" },
+                                                                    { "item": 1, "unit_price": 5000, "meets_spec": true }] })).await;
+        let (_, cmp) = s.post(&d.tech, &quotes, json!({ "vendor": "ร้าน C", "items": [{ "item": 0, "unit_price": 21500, "meets_spec": true },
+                                                                    { "item": 1, "unit_price": 4800, "meets_spec": true }] })).await;
+        assert_eq!(
+            cmp["items"][0]["best_vendor"], "ร้าน A",
+            "B misses the spec, C is over ราคากลาง: {cmp}"
+        );
+        assert_eq!(cmp["items"][1]["best_vendor"], "ร้าน C");
+        assert_eq!(cmp["recommended_vendor"], "ร้าน A");
+        let (status, seen) = s.get(&d.ra, &quotes).await;
+        assert_eq!(
+            (status, &seen["recommended_vendor"]),
+            (StatusCode::OK, &json!("ร้าน A")),
+            "the requester follows it"
+        );
+        let (status, _) = s.post(&d.ra, &quotes, json!({ "vendor": "x", "items": [{ "item": 0, "unit_price": 1, "meets_spec": true }] })).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, problem) = s.post(&d.tech, &quotes, json!({ "vendor": "x", "items": [{ "item": 5, "unit_price": 1, "meets_spec": true }] })).await;
+        assert_eq!(
+            (status, problem["field"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("items[0].item"))
+        );
+
+        ok(
+            &s,
+            &d.tech,
+            id,
+            json!({ "action": "assign", "assignee_id": d.tech_id }),
+        )
+        .await;
+        ok(&s, &d.tech, id, json!({ "action": "start" })).await;
+        let receipt = format!("/api/v1/requests/{id}/receipt");
+        let existing = asset(&s, &d.admin, "7440-001-0099/68", d.school_a).await;
+        let nb = |n: &str| json!({ "item": 0, "asset_number": n, "brand": "Acer", "serial": format!("S{n}") });
+        // Nothing is half-registered: a taken number fails the whole receipt ...
+        let (status, problem) = s
+            .post(
+                &d.tech,
+                &receipt,
+                json!({ "vendor": "ร้าน A",
+            "assets": [nb("7440-001-0101/69"), nb("7440-001-0099/68")] }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .contains("7440-001-0099/68")
+        );
+        // ... and so does receiving more than was ordered.
+        let (status, problem) = s
+            .post(
+                &d.tech,
+                &receipt,
+                json!({ "vendor": "ร้าน A",
+            "assets": [nb("N1"), nb("N2"), nb("N3")] }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert!(
+            problem["detail"].as_str().unwrap().contains("ordered 2"),
+            "{problem}"
+        );
+        let (_, none) = s.get(&d.tech, "/api/v1/assets?q=7440-001-0101").await;
+        assert_eq!(none, json!([]), "nothing from the failed receipts");
+        let (_, none) = s.get(&d.tech, "/api/v1/assets?q=N1").await;
+        assert_eq!(none, json!([]));
+
+        let (status, created) = s.post(&d.tech, &receipt, json!({ "vendor": "ร้าน A", "funding_source": "เงินอุดหนุน",
+            "assets": [nb("7440-001-0101/69"), nb("7440-001-0102/69"),
+                       { "item": 1, "asset_number": "7430-002-0001/69", "category": "printer", "room": "ธุรการ" }] })).await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        let created = created.as_array().unwrap();
+        assert_eq!(created.len(), 3);
+        assert_eq!(
+            (created[0]["price"].as_f64(), created[2]["price"].as_f64()),
+            (Some(20500.0), Some(5500.0)),
+            "prices of the vendor's quote"
+        );
+        assert!(
+            created
+                .iter()
+                .all(|a| a["school_id"] == d.school_a && a["state"] == "in_stock")
+        );
+        assert_eq!(created[0]["category"], "materials");
+        assert_eq!(created[2]["category"], "printer");
+        assert!(
+            created[0]["budget_year"].as_i64().unwrap() > 2560,
+            "Buddhist-era budget year"
+        );
+        let first = created[0]["id"].as_i64().unwrap();
+        let (_, a) = s.get(&d.ra, &format!("/api/v1/assets/{first}")).await;
+        assert_eq!(a["history"][0]["request_id"], id);
+        assert_eq!(a["requests"][0]["request_id"], id);
+        let (_, r) = s.get(&d.ra, &format!("/api/v1/requests/{id}")).await;
+        let mut linked: Vec<i64> = r["asset_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_i64().unwrap())
+            .collect();
+        linked.sort();
+        let mut expected: Vec<i64> = created.iter().map(|a| a["id"].as_i64().unwrap()).collect();
+        expected.sort();
+        assert_eq!(linked, expected);
+        assert!(!linked.contains(&existing));
+        assert!(
+            actions(&r).ends_with(&[
+                "quote".into(),
+                "quote".into(),
+                "quote".into(),
+                "assign".into(),
+                "start".into(),
+                "receive".into()
+            ]),
+            "{r}"
+        );
+        // The one remaining notebook cannot be received twice over.
+        let (status, _) = s
+            .post(&d.tech, &receipt, json!({ "assets": [nb("N9")] }))
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        ok(&s, &d.tech, id, json!({ "action": "resolve" })).await;
+        s.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn the_database_itself_refuses_overlapping_approved_loans() {
+    for db in databases() {
+        let s = TestServer::start(&db).await;
+        let d = desk(&s).await;
+        let projector = asset(&s, &d.admin, "PJ-0009", d.school_a).await;
+        let a = file(&s, &d.ra, loan(&[projector], "2026-12-01", "2026-12-03")).await;
+        let b = file(&s, &d.ra, loan(&[projector], "2026-12-03", "2026-12-04")).await;
+        let c = file(&s, &d.ra, loan(&[projector], "2026-12-04", "2026-12-05")).await;
+        ok(
+            &s,
+            &d.approver,
+            a["id"].as_i64().unwrap(),
+            json!({ "action": "approve" }),
+        )
+        .await;
+        // Bypassing the application: the trigger (SQLite) or the exclusion constraint
+        // (PostgreSQL) refuses the overlapping one, and lets the adjacent one through.
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&s.database_url).await.unwrap();
+        let approve = |id: i64| {
+            let pool = pool.clone();
+            async move {
+                sqlx::query("UPDATE desk_request_assets SET approved = 1 WHERE request_id = $1")
+                    .bind(id)
+                    .execute(&pool)
+                    .await
+            }
+        };
+        let err = approve(b["id"].as_i64().unwrap())
+            .await
+            .expect_err("overlap refused");
+        assert!(
+            err.to_string().contains("desk_loan_overlap")
+                || err.to_string().contains("desk_loan_no_overlap"),
+            "{db:?}: {err}"
+        );
+        approve(c["id"].as_i64().unwrap())
+            .await
+            .expect("4-5 Dec touches but does not overlap 1-3 Dec");
+        pool.close().await;
+        s.stop().await;
+    }
+}

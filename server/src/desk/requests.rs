@@ -48,7 +48,7 @@ impl Who {
         .any(|p| self.role.may(p))
     }
 
-    fn parties(&self, request: &Row_) -> Vec<Party> {
+    pub(super) fn parties(&self, request: &Row_) -> Vec<Party> {
         let mut parties = vec![Party::Viewer];
         if request.requester_id == self.user_id && self.role.may(Permission::RequestsFile) {
             parties.push(Party::Filer);
@@ -155,15 +155,15 @@ pub struct Request {
 
 /// The stored row, before it is shown.
 #[derive(Debug, Clone)]
-struct Row_ {
-    id: i64,
-    kind: Kind,
-    state: State,
+pub(super) struct Row_ {
+    pub(super) id: i64,
+    pub(super) kind: Kind,
+    pub(super) state: State,
     priority: String,
     title: String,
     description: String,
-    fields: Value,
-    school_id: i64,
+    pub(super) fields: Value,
+    pub(super) school_id: i64,
     requester_id: i64,
     assignee_id: Option<i64>,
     approvals_done: i64,
@@ -284,7 +284,7 @@ async fn load(conn: &mut AnyConnection, id: i64) -> Result<Row_> {
 }
 
 /// Loads a request the user may see; another school's is `NotFound`.
-async fn load_visible(conn: &mut AnyConnection, who: &Who, id: i64) -> Result<Row_> {
+pub(super) async fn load_visible(conn: &mut AnyConnection, who: &Who, id: i64) -> Result<Row_> {
     if !who.may_view() {
         return Err(Error::Forbidden);
     }
@@ -296,7 +296,7 @@ async fn load_visible(conn: &mut AnyConnection, who: &Who, id: i64) -> Result<Ro
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn add_event(
+pub(super) async fn add_event(
     conn: &mut AnyConnection,
     actor: &Actor,
     request_id: i64,

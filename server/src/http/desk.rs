@@ -13,7 +13,7 @@ use super::extract::{ApiJson, ApiPath, ApiQuery, ApiUser};
 use crate::auth::Principal;
 use crate::db::now_ms;
 use crate::desk::requests::{self, ActionBody, NewRequest, Who};
-use crate::desk::{assets, loans, reports};
+use crate::desk::{assets, loans, purchase, reports};
 use crate::roles::Permission;
 
 pub fn routes() -> Router<AppState> {
@@ -21,6 +21,11 @@ pub fn routes() -> Router<AppState> {
         .route("/requests", get(list_requests).post(create_request))
         .route("/requests/{request_id}", get(get_request))
         .route("/requests/{request_id}/actions", post(act_on_request))
+        .route(
+            "/requests/{request_id}/quotes",
+            get(get_quotes).post(add_quote),
+        )
+        .route("/requests/{request_id}/receipt", post(receive))
         .route("/assets", get(list_assets).post(create_asset))
         .route("/assets/{asset_id}", get(get_asset))
         .route("/assets/{asset_id}/loans", get(asset_loans))
@@ -214,4 +219,39 @@ async fn request_report(
             message: "must be json or csv".into(),
         }),
     }
+}
+
+/// `GET /api/v1/requests/{id}/quotes`: a purchase's quotes compared item by item.
+async fn get_quotes(
+    State(state): State<AppState>,
+    user: ApiUser,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Json<purchase::Comparison>> {
+    Ok(Json(
+        purchase::comparison(&state.db, &who(&user.principal), id).await?,
+    ))
+}
+
+/// `POST /api/v1/requests/{id}/quotes`: a vendor's quote (technicians, after approval).
+async fn add_quote(
+    State(state): State<AppState>,
+    user: ApiUser,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(quote): ApiJson<purchase::Quote>,
+) -> ApiResult<Json<purchase::Comparison>> {
+    Ok(Json(
+        purchase::add_quote(&state.db, &user.actor, &who(&user.principal), id, quote).await?,
+    ))
+}
+
+/// `POST /api/v1/requests/{id}/receipt`: the received items become assets.
+async fn receive(
+    State(state): State<AppState>,
+    user: ApiUser,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(receipt): ApiJson<purchase::Receipt>,
+) -> ApiResult<impl IntoResponse> {
+    let created =
+        purchase::receive(&state.db, &user.actor, &who(&user.principal), id, receipt).await?;
+    Ok((StatusCode::CREATED, Json(created)))
 }
