@@ -11,8 +11,9 @@ mod sections;
 use std::path::{Path, PathBuf};
 
 pub use sections::{
-    AgentConfig, AuthConfig, CollectorConfig, DatabaseConfig, DevicesConfig, LogFormat, LogTarget,
-    LoggingConfig, MIN_RETENTION_DAYS, RetentionConfig, ServerConfig,
+    AgentConfig, AuthConfig, CollectorConfig, DESK_KINDS, DatabaseConfig, DeskConfig,
+    DevicesConfig, LogFormat, LogTarget, LoggingConfig, MIN_RETENTION_DAYS, RetentionConfig,
+    ServerConfig,
 };
 use serde::{Deserialize, Serialize};
 
@@ -57,6 +58,7 @@ pub struct Config {
     pub collector: CollectorConfig,
     pub retention: RetentionConfig,
     pub devices: DevicesConfig,
+    pub desk: DeskConfig,
     pub agent: AgentConfig,
 }
 
@@ -69,6 +71,7 @@ const SECTIONS: &[&str] = &[
     "collector",
     "retention",
     "devices",
+    "desk",
     "agent",
 ];
 
@@ -233,6 +236,9 @@ impl Config {
             if value == 0 {
                 return refuse(key, "0".into(), "allowed: 1 or more".into());
             }
+        }
+        if let Err((key, value, message)) = self.desk.check() {
+            return refuse(&key, value, message);
         }
         if self.agent.spool_max_batches < 10 {
             return refuse(

@@ -1,5 +1,6 @@
 //! One struct per table of `khetnet.toml`. Defaults here are the embedded one-machine setup.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -257,5 +258,207 @@ impl Default for AgentConfig {
             spool_max_batches: 10_000,
             probe_timeout_secs: 5,
         }
+    }
+}
+
+/// The request kinds of the service desk, as `desk.approval_steps` names them.
+pub const DESK_KINDS: [&str; 8] = [
+    "repair",
+    "loan",
+    "purchase",
+    "use_of_materials",
+    "account",
+    "system_access",
+    "data_service",
+    "general",
+];
+
+/// `[desk]`: the service desk: the working hours service levels are counted in, public
+/// holidays, how long a resolved request may be reopened, and approval steps per kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeskConfig {
+    /// Start of the working day, `HH:MM`, Asia/Bangkok.
+    pub work_day_start: String,
+    /// End of the working day, `HH:MM`, Asia/Bangkok.
+    pub work_day_end: String,
+    /// Public holidays (`YYYY-MM-DD`) on which the service-level clock stops.
+    pub holidays: Vec<String>,
+    /// Days after resolving during which a request may be reopened.
+    pub reopen_window_days: u32,
+    /// Approval steps per kind, in order; kinds not listed keep their defaults.
+    pub approval_steps: BTreeMap<String, Vec<String>>,
+}
+
+impl Default for DeskConfig {
+    fn default() -> Self {
+        DeskConfig {
+            work_day_start: "08:30".into(),
+            work_day_end: "16:30".into(),
+            holidays: Vec::new(),
+            reopen_window_days: 14,
+            approval_steps: BTreeMap::new(),
+        }
+    }
+}
+
+/// Minutes since midnight of `HH:MM`.
+pub fn parse_hhmm(s: &str) -> Option<u32> {
+    let (h, m) = s.split_once(':')?;
+    let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+    (h < 24 && m < 60 && s.len() == 5).then_some(h * 60 + m)
+}
+
+/// `(year, month, day)` of `YYYY-MM-DD`.
+pub fn parse_date(s: &str) -> Option<(i16, i8, i8)> {
+    let mut parts = s.split('-');
+    let y: i16 = parts.next()?.parse().ok()?;
+    let m: i8 = parts.next()?.parse().ok()?;
+    let d: i8 = parts.next()?.parse().ok()?;
+    let days = match m {
+        2 if y % 4 == 0 && (y % 100 != 0 || y % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        1..=12 => 31,
+        _ => return None,
+    };
+    (s.len() == 10 && parts.next().is_none() && (1..=days).contains(&d)).then_some((y, m, d))
+}
+
+impl DeskConfig {
+    /// The first bad key as `(key, value, what is allowed)`.
+    pub fn check(&self) -> Result<(), (String, String, String)> {
+        let bad = |key: &str, value: String, allowed: &str| {
+            Err((key.to_owned(), value, allowed.to_owned()))
+        };
+        let (Some(start), Some(end)) = (
+            parse_hhmm(&self.work_day_start),
+            parse_hhmm(&self.work_day_end),
+        ) else {
+            let key = if parse_hhmm(&self.work_day_start).is_none() {
+                "desk.work_day_start"
+            } else {
+                "desk.work_day_end"
+            };
+            let value = if key.ends_with("start") {
+                &self.work_day_start
+            } else {
+                &self.work_day_end
+            };
+            return bad(
+                key,
+                format!("{value:?}"),
+                "allowed: a time HH:MM such as \"08:30\"",
+            );
+        };
+        if end <= start {
+            return bad(
+                "desk.work_day_end",
+                format!("{:?}", self.work_day_end),
+                "allowed: a time after desk.work_day_start",
+            );
+        }
+        if let Some(day) = self.holidays.iter().find(|d| parse_date(d).is_none()) {
+            return bad(
+                "desk.holidays",
+                format!("{day:?}"),
+                "allowed: dates YYYY-MM-DD such as \"2026-12-10\"",
+            );
+        }
+        if self.reopen_window_days > 365 {
+            return bad(
+                "desk.reopen_window_days",
+                self.reopen_window_days.to_string(),
+                "allowed: 0 to 365",
+            );
+        }
+        for (kind, steps) in &self.approval_steps {
+            if !DESK_KINDS.contains(&kind.as_str()) {
+                return Err((
+                    format!("desk.approval_steps.{kind}"),
+                    format!("{steps:?}"),
+                    format!("allowed kinds: {}", DESK_KINDS.join(", ")),
+                ));
+            }
+            if steps.iter().any(|s| s.trim().is_empty()) || steps.len() > 5 {
+                return Err((
+                    format!("desk.approval_steps.{kind}"),
+                    format!("{steps:?}"),
+                    "allowed: up to 5 named steps, e.g. [\"group_director\", \"district_director\"]"
+                        .into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod desk_tests {
+    use super::*;
+
+    /// `Ok(())` or the key the refusal names.
+    fn check(adjust: impl FnOnce(&mut DeskConfig), expected: Result<(), &str>) {
+        let mut c = DeskConfig::default();
+        adjust(&mut c);
+        assert_eq!(
+            c.check().map_err(|(key, _, _)| key),
+            expected.map_err(str::to_owned),
+            "{c:?}"
+        );
+    }
+
+    #[test]
+    fn desk_values_are_checked() {
+        check(|_| {}, Ok(()));
+        check(
+            |c| c.holidays = vec!["2026-12-10".into(), "2024-02-29".into()],
+            Ok(()),
+        );
+        check(
+            |c| c.holidays = vec!["2025-02-29".into()],
+            Err("desk.holidays"),
+        );
+        check(
+            |c| c.holidays = vec!["10/12/2026".into()],
+            Err("desk.holidays"),
+        );
+        check(
+            |c| c.work_day_start = "8:30".into(),
+            Err("desk.work_day_start"),
+        );
+        check(
+            |c| c.work_day_end = "25:00".into(),
+            Err("desk.work_day_end"),
+        );
+        check(
+            |c| c.work_day_end = "08:00".into(),
+            Err("desk.work_day_end"),
+        );
+        check(
+            |c| c.reopen_window_days = 1000,
+            Err("desk.reopen_window_days"),
+        );
+        check(
+            |c| {
+                c.approval_steps.insert(
+                    "loan".into(),
+                    vec!["head_of_school".into(), "group_director".into()],
+                );
+            },
+            Ok(()),
+        );
+        check(
+            |c| {
+                c.approval_steps.insert("fax".into(), vec![]);
+            },
+            Err("desk.approval_steps.fax"),
+        );
+        check(
+            |c| {
+                c.approval_steps.insert("loan".into(), vec![" ".into()]);
+            },
+            Err("desk.approval_steps.loan"),
+        );
     }
 }

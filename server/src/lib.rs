@@ -140,7 +140,7 @@ pub async fn start(config: &Config, options: StartOptions) -> anyhow::Result<Run
         metrics: telemetry::metrics_handle(),
         health: health.clone(),
         devices: devices::Settings::from(&config.devices),
-        desk: Arc::new(desk::Settings::default()),
+        desk: Arc::new(desk::Settings::from(&config.desk)),
     };
     let sweep = devices_sweep(state.db.clone(), state.devices.clone());
     let app = http::router(state, config.server.max_body_bytes)

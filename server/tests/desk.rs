@@ -1207,3 +1207,57 @@ async fn the_database_itself_refuses_overlapping_approved_loans() {
         s.stop().await;
     }
 }
+
+#[tokio::test]
+async fn configured_approval_steps_and_reopen_window() {
+    for db in databases() {
+        let s = TestServer::start_with(&db, |c| {
+            c.desk.approval_steps.insert("loan".into(), vec![]);
+            c.desk.approval_steps.insert(
+                "general".into(),
+                vec!["head_of_school".into(), "group_director".into()],
+            );
+            c.desk.reopen_window_days = 0;
+        })
+        .await;
+        let d = desk(&s).await;
+        let projector = asset(&s, &d.admin, "PJ-0100", d.school_a).await;
+        let r = file(&s, &d.ra, loan(&[projector], "2026-12-01", "2026-12-02")).await;
+        assert_eq!(
+            r["state"], "submitted",
+            "{db:?}: loans need no approval here: {r}"
+        );
+        let r = file(
+            &s,
+            &d.ra,
+            json!({ "kind": "general", "title": "x", "fields": { "task": "y" } }),
+        )
+        .await;
+        assert_eq!(r["state"], "pending_approval");
+        assert_eq!(r["approvals"]["waiting_for"], "head_of_school");
+        let id = r["id"].as_i64().unwrap();
+        let r = ok(&s, &d.approver, id, json!({ "action": "approve" })).await;
+        assert_eq!(r["approvals"]["waiting_for"], "group_director");
+        ok(&s, &d.approver2, id, json!({ "action": "approve" })).await;
+        ok(
+            &s,
+            &d.tech,
+            id,
+            json!({ "action": "assign", "assignee_id": d.tech_id }),
+        )
+        .await;
+        ok(&s, &d.tech, id, json!({ "action": "start" })).await;
+        ok(&s, &d.tech, id, json!({ "action": "resolve" })).await;
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        let (status, problem) = act(&s, &d.ra, id, json!({ "action": "reopen" })).await;
+        assert_eq!(status, StatusCode::CONFLICT, "the window is 0 days");
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .contains("file a new one"),
+            "{problem}"
+        );
+        s.stop().await;
+    }
+}

@@ -42,6 +42,30 @@ impl Default for Settings {
     }
 }
 
+impl From<&khetnet_config::DeskConfig> for Settings {
+    /// The configuration has been checked at load (`DeskConfig::check`); a value that still does
+    /// not parse keeps the default.
+    fn from(c: &khetnet_config::DeskConfig) -> Self {
+        let default = Settings::default();
+        Settings {
+            calendar: sla::Calendar {
+                day_start: c
+                    .work_day_start
+                    .parse()
+                    .unwrap_or(default.calendar.day_start),
+                day_end: c.work_day_end.parse().unwrap_or(default.calendar.day_end),
+                holidays: c.holidays.iter().filter_map(|d| d.parse().ok()).collect(),
+            },
+            reopen_window_ms: i64::from(c.reopen_window_days) * 86_400_000,
+            approval_steps: c
+                .approval_steps
+                .iter()
+                .filter_map(|(kind, steps)| Some((Kind::parse(kind)?, steps.clone())))
+                .collect(),
+        }
+    }
+}
+
 impl Settings {
     /// The approval steps a kind needs, in order.
     pub fn approval_steps(&self, kind: Kind) -> Vec<String> {
@@ -53,5 +77,53 @@ impl Settings {
                 .map(|s| (*s).to_owned())
                 .collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configuration_names_the_same_kinds() {
+        assert_eq!(
+            khetnet_config::DESK_KINDS,
+            kinds::KINDS.map(Kind::as_str),
+            "config's DESK_KINDS must list the desk's kinds"
+        );
+    }
+
+    #[test]
+    fn settings_from_configuration() {
+        let mut c = khetnet_config::DeskConfig {
+            work_day_start: "09:00".into(),
+            holidays: vec!["2026-12-10".into()],
+            reopen_window_days: 3,
+            ..Default::default()
+        };
+        c.approval_steps.insert("loan".into(), vec![]);
+        c.approval_steps
+            .insert("general".into(), vec!["group_director".into()]);
+        let s = Settings::from(&c);
+        assert_eq!(
+            s.calendar.day_start,
+            jiff::civil::Time::constant(9, 0, 0, 0)
+        );
+        assert!(
+            s.calendar
+                .holidays
+                .contains(&jiff::civil::date(2026, 12, 10))
+        );
+        assert_eq!(s.reopen_window_ms, 3 * 86_400_000);
+        assert!(
+            s.approval_steps(Kind::Loan).is_empty(),
+            "a loan without approval"
+        );
+        assert_eq!(s.approval_steps(Kind::General), ["group_director"]);
+        assert_eq!(
+            s.approval_steps(Kind::Purchase),
+            ["group_director", "district_director"],
+            "defaults stay"
+        );
     }
 }
