@@ -2,7 +2,7 @@
 //! the retention store keeps, and the network side ([`net`]) and file import ([`import`]) that
 //! feed them and store what comes back.
 //!
-//! Invariant: the decoders (`syslog`, `relp`, `gateways`, `radius`, `netflow`, `source`, `mac`)
+//! Invariant: the decoders (`syslog`, `relp`, `clock`, `gateways`, `radius`, `netflow`, `source`, `mac`)
 //! do no I/O and use no tokio, so they can be fuzzed and table-tested. Only [`net`] and
 //! [`import`] touch sockets, files and the store. Listeners (UDP, TCP, TLS, RELP, RADIUS,
 //! NetFlow) receive bytes, hand them to a decoder and write what comes back. Every decoder is total: a malformed packet or line becomes a
@@ -20,6 +20,7 @@
 //!   with the [`radius::Outcome::Accepted`] response once the record is durable.
 //! - NetFlow/IPFIX: one [`netflow::FlowDecoder`] per exporter address, kept in a map.
 
+pub mod clock;
 pub mod gateways;
 pub mod import;
 pub mod mac;

@@ -201,15 +201,15 @@ mod tests {
 
     #[test]
     fn frames() {
-        check(b"1 open 85 relp_version=0\nrelp_software=librelp,1.11.0,http://librelp.adiscon.com\ncommands=syslog\n",
-            "1 open \"relp_version=0\\nrelp_software=librelp,1.11.0,http://librelp.adiscon.com\\ncommands=syslog\" +96");
+        check(b"1 open 86 relp_version=0\nrelp_software=librelp,1.11.0,http://librelp.adiscon.com\ncommands=syslog\n",
+            "1 open \"relp_version=0\\nrelp_software=librelp,1.11.0,http://librelp.adiscon.com\\ncommands=syslog\" +97");
         check(b"2 syslog 5 hello\n", "2 syslog \"hello\" +17");
         check(b"2 syslog 5 hello\n3 syslog", "2 syslog \"hello\" +17");
         check(b"3 close 0\n", "3 close \"\" +10");
         check(b"3 close 0 \n", "3 close \"\" +11");
         check(b"\n4 syslog 1 x\n", "4 syslog \"x\" +14");
         // Data may hold LF and any byte.
-        check(b"5 syslog 3 a\n\xff\n", "5 syslog \"a\\n\\u{fffd}\" +14");
+        check(b"5 syslog 3 a\n\xff\n", "5 syslog \"a\\n\u{fffd}\" +15");
     }
 
     #[test]

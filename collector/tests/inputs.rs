@@ -457,10 +457,10 @@ async fn shutdown_stores_everything_received() {
     tcp.shutdown().await.unwrap();
     // Wait until the collector has read the whole stream (the connection is closed by it).
     let mut buf = [0u8; 1];
-    let _ = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut buf)).await;
+    let closed = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut buf)).await;
     h.stop().await;
     let records = common::stored(&h.store);
-    assert_eq!(records.len(), 5000);
+    assert_eq!(records.len(), 5000, "the client's read: {closed:?}");
 }
 
 #[tokio::test]

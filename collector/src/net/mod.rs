@@ -12,6 +12,7 @@
 //! UDP syslog and NetFlow drop and count. RELP and RADIUS acknowledge only what the store has
 //! made durable.
 
+pub mod clock;
 pub mod netflow;
 pub mod radius;
 pub mod relp;
@@ -160,6 +161,10 @@ pub struct Settings {
     pub secrets: Secrets,
     pub silent_after: Duration,
     pub max_connections: usize,
+    /// NTP servers to measure the clock against (`HOST[:PORT]`).
+    pub ntp_servers: Vec<String>,
+    /// How often the clock is checked.
+    pub clock_interval: Duration,
 }
 
 impl Settings {
@@ -242,6 +247,8 @@ impl Settings {
             },
             silent_after: Duration::from_secs(config.silent_after_secs),
             max_connections: config.max_connections,
+            ntp_servers: config.ntp_servers.clone(),
+            clock_interval: clock::INTERVAL,
         })
     }
 }
@@ -281,6 +288,7 @@ pub struct RunningCollector {
     abandon: CancellationToken,
     writer: WriterTask,
     silent_after: Duration,
+    clock: Arc<std::sync::Mutex<Vec<clock::ClockReading>>>,
 }
 
 /// Starts inputs and the writer; the entry point `khetnet serve` embeds.
@@ -459,6 +467,16 @@ impl Collector {
                 reported.retain(|ip| now.contains(ip));
             }
         });
+        // The clock against the reference.
+        let readings = Arc::new(std::sync::Mutex::new(Vec::new()));
+        if !settings.ntp_servers.is_empty() {
+            tracker.spawn(clock::run_clock_check(
+                settings.ntp_servers.clone(),
+                settings.clock_interval,
+                readings.clone(),
+                shutdown.clone(),
+            ));
+        }
         tracker.close();
         drop(shared);
         RunningCollector {
@@ -469,6 +487,7 @@ impl Collector {
             abandon,
             writer: writer_task,
             silent_after,
+            clock: readings,
         }
     }
 }
@@ -503,6 +522,12 @@ impl RunningCollector {
     /// Sources quiet longer than `collector.silent_after_secs` now.
     pub fn silent_sources(&self) -> Vec<Silent> {
         self.sources.silent(self.silent_after, Instant::now())
+    }
+
+    /// The last clock check against each NTP server (empty before the first, or when none is
+    /// configured).
+    pub fn clock(&self) -> Vec<clock::ClockReading> {
+        self.clock.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Stops every input (cancels the token given to [`Collector::start`]) and waits until

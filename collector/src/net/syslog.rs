@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use khetnet_retention::Record;
 use khetnet_retention::record::{Body, Input};
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio_rustls::TlsAcceptor;
 
@@ -147,7 +147,7 @@ pub async fn run_syslog_tls(listener: TcpListener, acceptor: TlsAcceptor, shared
 
 /// Reads one syslog stream until EOF, an error or shutdown. Records go to the writer with
 /// backpressure: while the writer is behind, this stops reading and the sender buffers.
-async fn read_stream<S: AsyncRead + Unpin>(
+async fn read_stream<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     peer: IpAddr,
     school: Option<String>,
@@ -198,6 +198,8 @@ async fn read_stream<S: AsyncRead + Unpin>(
         .into_iter()
         .collect();
     submit(&shared, input, peer, rest).await;
+    // TLS: close_notify, so the sender knows the stream ended cleanly.
+    let _ = stream.shutdown().await;
 }
 
 async fn submit(shared: &Shared, input: Input, peer: IpAddr, records: Vec<Record>) -> bool {
