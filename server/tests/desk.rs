@@ -1261,3 +1261,117 @@ async fn configured_approval_steps_and_reopen_window() {
         s.stop().await;
     }
 }
+
+#[tokio::test]
+async fn asset_register_import_is_all_or_nothing_and_exports_back() {
+    for db in databases() {
+        let s = TestServer::start(&db).await;
+        let d = desk(&s).await;
+        let import = |token: String, csv: String| {
+            let (client, url) = (s.client.clone(), format!("{}/api/v1/assets/import", s.url));
+            async move {
+                let resp = client
+                    .post(url)
+                    .bearer_auth(token)
+                    .header("content-type", "text/csv")
+                    .body(csv)
+                    .send()
+                    .await
+                    .unwrap();
+                (resp.status(), resp.json::<Value>().await.unwrap())
+            }
+        };
+        let heading = "asset_number,category,brand,model,serial,budget_year,price,school_code,room,state,warranty_end\r\n";
+        let good = "7440-001-0001/60,คอมพิวเตอร์,Dell,Optiplex,SN1,2560,\"18,500.00\",A1001,ห้องคอม,in_use,2023-09-30\r\n\
+                    7440-001-0002/60,คอมพิวเตอร์,Dell,Optiplex,SN2,2560,18500,A1001,ห้องคอม,,\r\n";
+        // Row 4 names an unknown school: nothing of rows 2-3 is imported either.
+        let (status, problem) = import(
+            d.admin.clone(),
+            format!("{heading}{good}7440-001-0003/60,x,,,,,,ZZZ,,,\r\n"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{db:?} {problem}");
+        assert_eq!(problem["field"], "row 4: school_code");
+        let (_, none) = s.get(&d.tech, "/api/v1/assets?q=7440-001-000").await;
+        assert_eq!(none, json!([]), "nothing half-imported");
+        let cases: &[(&str, &str)] = &[
+            (
+                "7440-001-0009/60,x,,,,1999,,A1001,,,\r\n",
+                "row 2: budget_year",
+            ),
+            ("7440-001-0009/60,x,,,,,cheap,A1001,,,\r\n", "row 2: price"),
+            ("7440-001-0009/60,x,,,,,,A1001,,broken,\r\n", "row 2: state"),
+            (
+                "7440-001-0009/60,x,,,,,,A1001,,,31/12/2570\r\n",
+                "row 2: warranty_end",
+            ),
+        ];
+        for (row, field) in cases {
+            let (status, problem) = import(d.admin.clone(), format!("{heading}{row}")).await;
+            assert_eq!(
+                (status, problem["field"].as_str()),
+                (StatusCode::UNPROCESSABLE_ENTITY, Some(*field)),
+                "{row}"
+            );
+        }
+        let (status, problem) = import(d.admin.clone(), "number,category\r\n".into()).await;
+        assert_eq!(
+            (status, problem["field"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("row 1"))
+        );
+        let (status, _) = import(d.ra.clone(), format!("{heading}{good}")).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+
+        let (status, body) = import(d.admin.clone(), format!("{heading}{good}")).await;
+        assert_eq!(
+            (status, body["imported"].as_i64()),
+            (StatusCode::CREATED, Some(2)),
+            "{body}"
+        );
+        // The same numbers again: row 2 is named, and nothing more is added.
+        let (status, problem) = import(
+            d.admin.clone(),
+            format!("{heading}7440-001-0005/60,x,,,,,,A1001,,,\r\n{good}"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert!(
+            problem["detail"].as_str().unwrap().starts_with("row 3:"),
+            "{problem}"
+        );
+        let (_, found) = s.get(&d.tech, "/api/v1/assets?q=7440-001-000").await;
+        assert_eq!(found.as_array().unwrap().len(), 2);
+        assert_eq!(found[1]["price"], 18500.0);
+        assert_eq!(found[1]["warranty_end"], "2023-09-30");
+        assert_eq!(found[0]["state"], "in_use", "a blank state is in use");
+
+        let resp = s
+            .client
+            .get(format!("{}/api/v1/assets/export", s.url))
+            .bearer_auth(&d.ra)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.headers()["content-type"], "text/csv; charset=utf-8");
+        let csv = resp.text().await.unwrap();
+        let lines: Vec<&str> = csv.trim_end().split("\r\n").collect();
+        assert_eq!(lines.len(), 3, "{csv}");
+        assert!(lines[0].starts_with("\u{feff}asset_number,category,"));
+        assert!(lines.iter().any(|l| l.starts_with("7440-001-0001/60,คอมพิวเตอร์,Dell,Optiplex,SN1,2560,18500,,A1001,ห้องคอม,,in_use,2023-09-30,")), "{csv}");
+        // What was exported imports again elsewhere (after a number change), unchanged.
+        let again = csv.replace("/60,", "/61,");
+        let (status, body) = import(d.admin.clone(), again).await;
+        assert_eq!(
+            (status, body["imported"].as_i64()),
+            (StatusCode::CREATED, Some(2)),
+            "{body}"
+        );
+        let (_, rb) = s.get(&d.rb, "/api/v1/assets/export").await;
+        assert_eq!(
+            rb.as_str().unwrap().trim_end().split("\r\n").count(),
+            1,
+            "school B exports only its own (none)"
+        );
+        s.stop().await;
+    }
+}

@@ -13,6 +13,7 @@ pub mod assets;
 pub mod kinds;
 pub mod loans;
 pub mod purchase;
+pub mod register;
 pub mod reports;
 pub mod requests;
 pub mod sla;

@@ -13,7 +13,7 @@ use super::extract::{ApiJson, ApiPath, ApiQuery, ApiUser};
 use crate::auth::Principal;
 use crate::db::now_ms;
 use crate::desk::requests::{self, ActionBody, NewRequest, Who};
-use crate::desk::{assets, loans, purchase, reports};
+use crate::desk::{assets, loans, purchase, register, reports};
 use crate::roles::Permission;
 
 pub fn routes() -> Router<AppState> {
@@ -28,6 +28,8 @@ pub fn routes() -> Router<AppState> {
         .route("/requests/{request_id}/receipt", post(receive))
         .route("/assets", get(list_assets).post(create_asset))
         .route("/assets/{asset_id}", get(get_asset))
+        .route("/assets/export", get(export_assets))
+        .route("/assets/import", post(import_assets))
         .route("/assets/{asset_id}/loans", get(asset_loans))
         .route("/network-identities", get(list_identities))
         .route("/reports/requests", get(request_report))
@@ -254,4 +256,43 @@ async fn receive(
     let created =
         purchase::receive(&state.db, &user.actor, &who(&user.principal), id, receipt).await?;
     Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// `GET /api/v1/assets/export[?q=&school_id=&state=&category=]`: the register as CSV.
+async fn export_assets(
+    State(state): State<AppState>,
+    user: ApiUser,
+    ApiQuery(filter): ApiQuery<assets::Filter>,
+) -> ApiResult<axum::response::Response> {
+    user.require(Permission::AssetsView)?;
+    let rows = register::all(&state.db, &filter, user.school_scope()).await?;
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                "attachment; filename=\"khetnet-assets.csv\"",
+            ),
+        ],
+        register::to_csv(&rows),
+    )
+        .into_response())
+}
+
+/// `POST /api/v1/assets/import` with a CSV body: every row or none; the first bad row is named.
+async fn import_assets(
+    State(state): State<AppState>,
+    user: ApiUser,
+    body: axum::body::Bytes,
+) -> ApiResult<impl IntoResponse> {
+    user.require(Permission::AssetsManage)?;
+    let text = std::str::from_utf8(&body).map_err(|_| super::error::ApiError::Invalid {
+        field: "body".into(),
+        message: "send the CSV as UTF-8 (Excel: Save As, CSV UTF-8)".into(),
+    })?;
+    let imported = register::import_csv(&state.db, &user.actor, text, user.school_scope()).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "imported": imported })),
+    ))
 }

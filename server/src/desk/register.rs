@@ -1,0 +1,292 @@
+//! The asset register as a file: export to CSV (and XLSX, see `reports`), import from CSV, the
+//! way schools keep theirs in Excel. An import is all or nothing: the first bad row is reported
+//! with its row number (as Excel numbers it, the heading being row 1) and nothing is imported.
+
+use std::collections::HashMap;
+
+use sqlx::{Any, Row};
+
+use super::assets::{self, Asset, NewAsset};
+use crate::audit::Actor;
+use crate::db::Db;
+use crate::error::{Error, Result};
+
+/// The columns, in order: the asset's fields, with the school by its code.
+pub const COLUMNS: [&str; 14] = [
+    "asset_number",
+    "category",
+    "brand",
+    "model",
+    "serial",
+    "budget_year",
+    "price",
+    "funding_source",
+    "school_code",
+    "room",
+    "custodian",
+    "state",
+    "warranty_end",
+    "notes",
+];
+
+/// Splits CSV text (RFC 4180: quoted fields, doubled quotes, CRLF or LF) into rows.
+///
+/// # Errors
+/// `Invalid` naming the row of an unterminated quote.
+pub fn parse_csv(text: &str) -> Result<Vec<Vec<String>>> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut rows = Vec::new();
+    let mut row = Vec::new();
+    let mut field = String::new();
+    let mut quoted = false;
+    let mut chars = text.chars().peekable();
+    let mut line = 1;
+    while let Some(c) = chars.next() {
+        match (quoted, c) {
+            (true, '"') if chars.peek() == Some(&'"') => {
+                chars.next();
+                field.push('"');
+            }
+            (true, '"') => quoted = false,
+            (true, c) => {
+                if c == '\n' {
+                    line += 1;
+                }
+                field.push(c);
+            }
+            (false, '"') if field.is_empty() => quoted = true,
+            (false, ',') => row.push(std::mem::take(&mut field)),
+            (false, '\r') if chars.peek() == Some(&'\n') => {}
+            (false, '\n') => {
+                row.push(std::mem::take(&mut field));
+                rows.push(std::mem::take(&mut row));
+                line += 1;
+            }
+            (false, c) => field.push(c),
+        }
+    }
+    if quoted {
+        return Err(Error::invalid(
+            &format!("row {line}"),
+            "a quoted field is not closed",
+        ));
+    }
+    if !field.is_empty() || !row.is_empty() {
+        row.push(field);
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
+
+/// The cells of an asset, in the order of [`COLUMNS`].
+pub fn cells(asset: &Asset, school_code: &str) -> [String; 14] {
+    [
+        asset.asset_number.clone(),
+        asset.category.clone(),
+        asset.brand.clone(),
+        asset.model.clone(),
+        asset.serial.clone(),
+        asset.budget_year.map(|y| y.to_string()).unwrap_or_default(),
+        asset.price.map(|p| p.to_string()).unwrap_or_default(),
+        asset.funding_source.clone(),
+        school_code.to_owned(),
+        asset.room.clone(),
+        asset.custodian.clone(),
+        asset.state.clone(),
+        asset.warranty_end.clone().unwrap_or_default(),
+        asset.notes.clone(),
+    ]
+}
+
+async fn school_codes(db: &Db) -> Result<HashMap<i64, String>> {
+    let rows = sqlx::query::<Any>("SELECT id, code FROM schools")
+        .fetch_all(&db.pool)
+        .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("id")?, r.try_get("code")?)))
+        .collect()
+}
+
+/// Every asset matching `filter` (in pages, oldest last), with school codes, for export.
+pub async fn all(
+    db: &Db,
+    filter: &assets::Filter,
+    school_scope: Option<i64>,
+) -> Result<Vec<(Asset, String)>> {
+    let codes = school_codes(db).await?;
+    let mut out = Vec::new();
+    let mut page = assets::Filter {
+        limit: Some(500),
+        before_id: None,
+        q: filter.q.clone(),
+        school_id: filter.school_id,
+        state: filter.state.clone(),
+        category: filter.category.clone(),
+    };
+    loop {
+        let batch = assets::list(db, &page, school_scope).await?;
+        let done = batch.len() < 500;
+        page.before_id = batch.last().map(|a| a.id);
+        for a in batch {
+            let code = codes.get(&a.school_id).cloned().unwrap_or_default();
+            out.push((a, code));
+        }
+        if done {
+            return Ok(out);
+        }
+    }
+}
+
+/// The assets as CSV, UTF-8 with a byte-order mark so that Excel reads Thai.
+pub fn to_csv(rows: &[(Asset, String)]) -> String {
+    let mut out = String::from("\u{feff}");
+    out.push_str(&COLUMNS.join(","));
+    out.push_str("\r\n");
+    for (asset, code) in rows {
+        out.push_str(&cells(asset, code).map(|c| csv_field(&c)).join(","));
+        out.push_str("\r\n");
+    }
+    out
+}
+
+/// Imports a CSV register: every row or none.
+///
+/// # Errors
+/// `Invalid` with field `row N` (or `row N: column`) for the first bad row, `Conflict` naming
+/// the row whose asset number is already registered; nothing is imported then.
+pub async fn import_csv(
+    db: &Db,
+    actor: &Actor,
+    text: &str,
+    school_scope: Option<i64>,
+) -> Result<usize> {
+    let rows = parse_csv(text)?;
+    let Some((heading, data)) = rows.split_first() else {
+        return Err(Error::invalid("row 1", "the file is empty"));
+    };
+    let index: HashMap<&str, usize> = heading
+        .iter()
+        .enumerate()
+        .map(|(i, h)| (h.trim(), i))
+        .collect();
+    for (i, h) in heading.iter().enumerate() {
+        if !COLUMNS.contains(&h.trim()) {
+            return Err(Error::invalid(
+                "row 1",
+                format!(
+                    "column {} {:?} is not one of {}",
+                    i + 1,
+                    h,
+                    COLUMNS.join(", ")
+                ),
+            ));
+        }
+    }
+    for required in ["asset_number", "category", "school_code"] {
+        if !index.contains_key(required) {
+            return Err(Error::invalid(
+                "row 1",
+                format!("the column {required} is missing"),
+            ));
+        }
+    }
+    let codes: HashMap<String, i64> = school_codes(db)
+        .await?
+        .into_iter()
+        .map(|(id, code)| (code, id))
+        .collect();
+    let mut tx = db.begin_write().await?;
+    let mut count = 0;
+    for (n, row) in data.iter().enumerate() {
+        let row_no = n + 2;
+        if row.iter().all(|c| c.trim().is_empty()) {
+            continue;
+        }
+        let get = |col: &str| -> String {
+            index
+                .get(col)
+                .and_then(|&i| row.get(i))
+                .map(|s| s.trim().to_owned())
+                .unwrap_or_default()
+        };
+        let bad =
+            |col: &str, message: String| Error::invalid(&format!("row {row_no}: {col}"), message);
+        let number = |col: &str| -> Result<Option<f64>> {
+            let v = get(col).replace(',', "");
+            if v.is_empty() {
+                return Ok(None);
+            }
+            v.parse::<f64>()
+                .map(Some)
+                .map_err(|_| bad(col, format!("{v:?} is not a number")))
+        };
+        let code = get("school_code");
+        let school_id = *codes
+            .get(&code)
+            .ok_or_else(|| bad("school_code", format!("no school with code {code:?}")))?;
+        if school_scope.is_some_and(|s| s != school_id) {
+            return Err(bad(
+                "school_code",
+                "you may import only your own school's assets".into(),
+            ));
+        }
+        let state = get("state");
+        let warranty = get("warranty_end");
+        let new = NewAsset {
+            asset_number: get("asset_number"),
+            category: get("category"),
+            brand: get("brand"),
+            model: get("model"),
+            serial: get("serial"),
+            budget_year: number("budget_year")?.map(|y| y as i64),
+            price: number("price")?,
+            funding_source: get("funding_source"),
+            school_id,
+            room: get("room"),
+            custodian: get("custodian"),
+            state: if state.is_empty() {
+                "in_use".into()
+            } else {
+                state
+            },
+            warranty_end: (!warranty.is_empty()).then_some(warranty),
+            notes: get("notes"),
+        };
+        assets::create_in(&mut tx, actor, &new, None)
+            .await
+            .map_err(|e| match e {
+                Error::Invalid { field, message } => bad(&field, message),
+                Error::Conflict(message) => Error::Conflict(format!("row {row_no}: {message}")),
+                other => other,
+            })?;
+        count += 1;
+    }
+    tx.commit().await?;
+    Ok(count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_rows() {
+        let check = |text: &str, expected: &[&[&str]]| {
+            let rows = parse_csv(text).unwrap();
+            assert_eq!(rows, expected, "{text:?}");
+        };
+        check("a,b\r\n1,2\r\n", &[&["a", "b"], &["1", "2"]]);
+        check("\u{feff}a,b\n1,2", &[&["a", "b"], &["1", "2"]]);
+        check("a\n\"x, \"\"y\"\"\nz\"", &[&["a"], &["x, \"y\"\nz"]]);
+        check("a,,c\n", &[&["a", "", "c"]]);
+        assert!(parse_csv("a\n\"open").is_err());
+    }
+}
