@@ -8,11 +8,15 @@
 //!
 //! Control contents (tags 1 to 4: hold_add, hold_release, tombstone, signature) are JSON: they
 //! are rare and read by people. Records (tag 0) are `count (varint)`, then the non-empty columns
-//! in ascending id: `id (u8) | length (varint) | bytes`. Each field of a record goes to the column
-//! its kind and field name it (see the `C_*` constants): a 2,000-record batch of flows keeps its
-//! destination addresses together, its ports together, and so on, which zstd compresses far
-//! better than rows. Columns of fixed-width values (IPv4 addresses, ports) are stored
-//! byte-plane by byte-plane (all first bytes, then all second bytes, ...).
+//! in ascending id: `id (u8) | parts (u8) | part ...`, a part being `mode (u8: 0 plain, 1 zstd)
+//! | plain length (varint) | [packed length (varint)] | bytes`. Each field of a record goes to the
+//! column its kind and field name it (see the `C_*` constants): a 2,000-record batch of flows
+//! keeps its destination addresses together, its ports together, and so on. A column of
+//! variable-length values is one part; a column of fixed-width values (IPv4 addresses, ports,
+//! counters) is one part per byte plane (all first bytes, then all second bytes, ...), or, for
+//! ports, `parts` 0x80 and one part in value order when that is smaller. Each part is
+//! zstd-compressed on its own, with its own entropy tables, when that is smaller; the string and
+//! source tables are kept plain so that a sealed block's zstd stores them once for its batches.
 //!
 //! Encodings: varints are LEB128; signed values are zigzagged first. A time is a signed
 //! nanosecond delta (from the previous record's event time, from the record's event time for
@@ -22,6 +26,10 @@
 //! field holds the string's index (an optional one holds 0 for none, index + 1 otherwise).
 //! Every IP field writes its family (0 none, 4, 6) to `C_FAMILY`, then its 4 octets to its own
 //! column or its 16 octets to `C_V6`. Optional numbers write 0 or 1 to `C_PRESENT` first.
+//! Counters (bytes, packets, octets, durations, source indexes) are u64 by byte plane, keeping
+//! only the planes the column's largest value needs (`parts` says how many). A record's input, peer,
+//! import file and school are one index (`C_SOURCE`) into the batch's table of them
+//! (`C_SOURCES`: input, family and octets, import and school as optional string indexes).
 //!
 //! Decoding is strict: every column must be consumed exactly, so bytes that are not what the
 //! encoder wrote do not decode (the SHA-256 of the frame catches any change anyway).
@@ -40,13 +48,11 @@ use crate::record::{
 const C_KIND: usize = 0;
 const C_EVENT: usize = 1;
 const C_RECEIVE: usize = 2;
-const C_INPUT: usize = 3;
+const C_SOURCE: usize = 3;
 const C_FAMILY: usize = 4;
 const C_V6: usize = 5;
 const C_DICT: usize = 6;
-const C_PEER: usize = 7;
-const C_IMPORT: usize = 8;
-const C_SCHOOL: usize = 9;
+const C_SOURCES: usize = 7;
 const C_PRESENT: usize = 10;
 const C_PROTO: usize = 11;
 const C_SRC: usize = 12;
@@ -74,11 +80,14 @@ const C_DATA: usize = 33;
 const C_SMALL: usize = 34;
 const COLUMNS: usize = 35;
 
-/// Bytes per value of columns stored byte-plane by byte-plane; 0 for the others.
+/// Bytes per value of columns stored byte-plane by byte-plane; 0 for the others. Number
+/// columns (8) keep only as many planes as their largest value needs: their first byte says how
+/// many.
 const fn width(col: usize) -> usize {
     match col {
-        C_PEER | C_SRC | C_DST | C_EXPORTER | C_NAT | C_IN | C_OUT | C_ADDR => 4,
+        C_SRC | C_DST | C_EXPORTER | C_NAT | C_IN | C_OUT | C_ADDR => 4,
         C_SPORT | C_DPORT | C_NATPORT | C_INPORT | C_OUTPORT => 2,
+        C_SOURCE | C_BYTES | C_PACKETS | C_NUM => 8,
         _ => 0,
     }
 }
@@ -190,7 +199,8 @@ pub fn decode(body: &[u8]) -> Result<Batch, String> {
                     body.len()
                 ));
             }
-            let mut dec = Decoder::new(&body[r.at..], written_at)?;
+            let cols = plain_columns(&body[r.at..])?;
+            let mut dec = Decoder::new(&cols, written_at)?;
             let mut records = Vec::with_capacity(count);
             for _ in 0..count {
                 records.push(dec.record()?);
@@ -217,9 +227,12 @@ fn timestamp(nanos: i128) -> Result<Timestamp, String> {
     Timestamp::from_nanosecond(nanos).map_err(|_| format!("time {nanos} ns is out of range"))
 }
 
+type Source<'a> = (Input, Option<IpAddr>, Option<&'a str>, Option<&'a str>);
+
 struct Encoder<'a> {
     cols: Vec<Vec<u8>>,
     dict: HashMap<&'a str, u32>,
+    sources: HashMap<Source<'a>, u32>,
     last_event: i128,
 }
 
@@ -228,6 +241,7 @@ impl<'a> Encoder<'a> {
         Encoder {
             cols: vec![Vec::new(); COLUMNS],
             dict: HashMap::new(),
+            sources: HashMap::new(),
             last_event: written_at.as_nanosecond(),
         }
     }
@@ -237,7 +251,11 @@ impl<'a> Encoder<'a> {
     }
 
     fn num(&mut self, c: usize, v: u64) {
-        put_varint(&mut self.cols[c], u128::from(v));
+        if width(c) == 8 {
+            self.cols[c].extend_from_slice(&v.to_le_bytes());
+        } else {
+            put_varint(&mut self.cols[c], u128::from(v));
+        }
     }
 
     fn opt_num(&mut self, c: usize, v: Option<u64>) {
@@ -303,6 +321,43 @@ impl<'a> Encoder<'a> {
         }
     }
 
+    /// The record's input, peer, import and school, as an index into the batch's table of
+    /// them (a source always sends the same school): one small number per record.
+    fn source(&mut self, r: &'a Record) {
+        let key = (
+            r.origin.input,
+            r.origin.peer,
+            r.origin.import_sha256.as_deref(),
+            r.school.as_deref(),
+        );
+        let i = match self.sources.get(&key) {
+            Some(i) => *i,
+            None => {
+                let i = self.sources.len() as u32;
+                self.sources.insert(key, i);
+                let import = r.origin.import_sha256.as_deref().map(|s| self.str_index(s));
+                let school = r.school.as_deref().map(|s| self.str_index(s));
+                let t = &mut self.cols[C_SOURCES];
+                t.push(input_code(r.origin.input));
+                match r.origin.peer {
+                    None => t.push(0),
+                    Some(IpAddr::V4(a)) => {
+                        t.push(4);
+                        t.extend_from_slice(&a.octets());
+                    }
+                    Some(IpAddr::V6(a)) => {
+                        t.push(6);
+                        t.extend_from_slice(&a.octets());
+                    }
+                }
+                put_varint(t, import.map_or(0, |i| u128::from(i) + 1));
+                put_varint(t, school.map_or(0, |i| u128::from(i) + 1));
+                i
+            }
+        };
+        self.num(C_SOURCE, u64::from(i));
+    }
+
     fn record(&mut self, r: &'a Record) {
         let event = r.event_time.as_nanosecond();
         put_varint(&mut self.cols[C_EVENT], time_code(event - self.last_event));
@@ -311,10 +366,7 @@ impl<'a> Encoder<'a> {
             &mut self.cols[C_RECEIVE],
             time_code(r.receive_time.as_nanosecond() - event),
         );
-        self.u8(C_INPUT, input_code(r.origin.input));
-        self.opt_ip(C_PEER, r.origin.peer);
-        self.opt_str(C_IMPORT, &r.origin.import_sha256);
-        self.opt_str(C_SCHOOL, &r.school);
+        self.source(r);
         match &r.body {
             Body::Flow(f) => {
                 self.u8(C_KIND, 0);
@@ -411,17 +463,195 @@ impl<'a> Encoder<'a> {
                 continue;
             }
             out.push(id as u8);
-            put_varint(out, col.len() as u128);
-            let w = width(id);
-            if w == 0 {
-                out.extend_from_slice(&col);
-            } else {
-                for plane in 0..w {
-                    out.extend(col.iter().skip(plane).step_by(w));
+            match width(id) {
+                0 => {
+                    out.push(1);
+                    // The tables are kept plain: the zstd of a sealed block then stores them
+                    // once for the several batches it holds.
+                    if id == C_DICT || id == C_SOURCES {
+                        out.push(MODE_PLAIN);
+                        put_varint(out, col.len() as u128);
+                        out.extend_from_slice(&col);
+                    } else {
+                        write_part(out, &col);
+                    }
+                }
+                w => {
+                    let at = out.len();
+                    let used = if w == 8 {
+                        col.chunks(8)
+                            .map(|v| {
+                                let v = u64::from_le_bytes(v.try_into().expect("8 bytes"));
+                                8 - v.leading_zeros() as usize / 8
+                            })
+                            .max()
+                            .unwrap_or(0)
+                            .max(1)
+                    } else {
+                        w
+                    };
+                    out.push(used as u8);
+                    let mut plane = Vec::with_capacity(col.len() / w);
+                    for p in 0..used {
+                        plane.clear();
+                        plane.extend(col.iter().skip(p).step_by(w));
+                        write_part(out, &plane);
+                    }
+                    // Ports of a few values (443, 80, 53) compress better whole.
+                    if w == 2 {
+                        let mut whole = vec![id as u8, WHOLE];
+                        write_part(&mut whole, &col);
+                        if whole.len() < out.len() - at {
+                            out.truncate(at - 1);
+                            out.extend_from_slice(&whole);
+                        }
+                    }
                 }
             }
         }
     }
+}
+
+thread_local! {
+    /// zstd contexts are costly to create (hundreds of KiB each): one per thread, reused.
+    static PACKER: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+    static UNPACKER: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// zstd at `level`, with this thread's compression context.
+pub(crate) fn pack(plain: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+    PACKER.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.is_none() {
+            *c = Some(zstd::bulk::Compressor::new(level)?);
+        }
+        let c = c.as_mut().expect("set above");
+        c.set_compression_level(level)?;
+        c.compress(plain)
+    })
+}
+
+/// Decompresses `packed`, refusing more than `capacity` bytes, with this thread's context.
+pub(crate) fn unpack(packed: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
+    UNPACKER.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.is_none() {
+            *c = Some(zstd::bulk::Decompressor::new()?);
+        }
+        c.as_mut().expect("set above").decompress(packed, capacity)
+    })
+}
+
+/// Writes one part of a column (the column, or one of its byte planes): as is, or
+/// zstd-compressed when that is smaller, so that each part gets its own entropy tables.
+fn write_part(out: &mut Vec<u8>, plain: &[u8]) {
+    let packed = (plain.len() >= MIN_PACKED)
+        .then(|| pack(plain, ZSTD_LEVEL).ok())
+        .flatten()
+        .filter(|p| p.len() < plain.len());
+    match packed {
+        Some(p) => {
+            out.push(MODE_ZSTD);
+            put_varint(out, plain.len() as u128);
+            put_varint(out, p.len() as u128);
+            out.extend_from_slice(&p);
+        }
+        None => {
+            out.push(MODE_PLAIN);
+            put_varint(out, plain.len() as u128);
+            out.extend_from_slice(plain);
+        }
+    }
+}
+
+fn read_part(r: &mut Reader<'_>, id: usize) -> Result<Vec<u8>, String> {
+    let mode = r.take(1)?[0];
+    let len = usize::try_from(r.varint()?).map_err(|_| "impossible column length")?;
+    if len > crate::batch::MAX_BODY {
+        return Err(format!("column {id} claims {len} bytes"));
+    }
+    match mode {
+        MODE_PLAIN => Ok(r.take(len)?.to_vec()),
+        MODE_ZSTD => {
+            let packed = usize::try_from(r.varint()?).map_err(|_| "impossible column length")?;
+            let v = unpack(r.take(packed)?, len)
+                .map_err(|e| format!("column {id} does not decompress: {e}"))?;
+            if v.len() != len {
+                return Err(format!(
+                    "column {id} decompresses to {} bytes, not {len}",
+                    v.len()
+                ));
+            }
+            Ok(v)
+        }
+        m => Err(format!("column {id} has unknown mode {m}")),
+    }
+}
+
+/// A column is stored as is, or zstd-compressed on its own (so that each column gets its own
+/// entropy tables) when that is smaller.
+const MODE_PLAIN: u8 = 0;
+const MODE_ZSTD: u8 = 1;
+/// The parts count of a fixed-width column stored in value order, as one part.
+const WHOLE: u8 = 0x80;
+/// Shorter columns are not worth a zstd frame.
+const MIN_PACKED: usize = 64;
+const ZSTD_LEVEL: i32 = 3;
+
+/// The columns of a records body, decompressed and in value order (byte planes put back,
+/// numbers widened to 8 bytes).
+fn plain_columns(body: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    let mut r = Reader { buf: body, at: 0 };
+    let mut cols = vec![Vec::new(); COLUMNS];
+    let mut last = None;
+    while !r.done() {
+        let id = usize::from(r.take(1)?[0]);
+        if id >= COLUMNS || last.is_some_and(|l| id <= l) {
+            return Err(format!("column {id} is unknown or out of order"));
+        }
+        last = Some(id);
+        let parts = r.take(1)?[0];
+        let w = width(id);
+        if parts == WHOLE && w == 2 {
+            cols[id] = read_part(&mut r, id)?;
+            if cols[id].len() % w != 0 {
+                return Err(format!("column {id} is not a whole number of values"));
+            }
+            continue;
+        }
+        let parts = usize::from(parts);
+        let ok = match w {
+            0 => parts == 1,
+            8 => (1..=8).contains(&parts),
+            w => parts == w,
+        };
+        if !ok {
+            return Err(format!("column {id} has {parts} parts"));
+        }
+        if w == 0 {
+            cols[id] = read_part(&mut r, id)?;
+            continue;
+        }
+        let mut v = Vec::new();
+        let mut n = 0;
+        for p in 0..parts {
+            let plane = read_part(&mut r, id)?;
+            if p == 0 {
+                n = plane.len();
+                v = vec![0u8; n * w];
+            }
+            if plane.len() != n || n == 0 {
+                return Err(format!("column {id} has byte planes of unequal lengths"));
+            }
+            for (i, b) in plane.iter().enumerate() {
+                v[i * w + p] = *b;
+            }
+        }
+        cols[id] = v;
+    }
+    Ok(cols)
 }
 
 fn input_code(i: Input) -> u8 {
@@ -517,47 +747,17 @@ impl<'a> Reader<'a> {
 
 struct Decoder<'a> {
     cols: Vec<Reader<'a>>,
-    /// Columns stored by byte planes, put back in value order.
-    owned: Vec<Vec<u8>>,
+    /// The batch's table of input, peer, import and school.
+    sources: Vec<(Origin, Option<String>)>,
     dict: Vec<&'a str>,
     last_event: i128,
 }
 
 impl<'a> Decoder<'a> {
-    fn new(body: &'a [u8], written_at: Timestamp) -> Result<Decoder<'a>, String> {
-        let mut r = Reader { buf: body, at: 0 };
-        let mut raw: Vec<&'a [u8]> = vec![&[]; COLUMNS];
-        let mut last = None;
-        while !r.done() {
-            let id = usize::from(r.take(1)?[0]);
-            if id >= COLUMNS || last.is_some_and(|l| id <= l) {
-                return Err(format!("column {id} is unknown or out of order"));
-            }
-            last = Some(id);
-            let len = usize::try_from(r.varint()?).map_err(|_| "impossible column length")?;
-            raw[id] = r.take(len)?;
-        }
-        let mut owned = vec![Vec::new(); COLUMNS];
-        for (id, col) in raw.iter().enumerate() {
-            let w = width(id);
-            if w == 0 || col.is_empty() {
-                continue;
-            }
-            if col.len() % w != 0 {
-                return Err(format!("column {id} is not a whole number of values"));
-            }
-            let n = col.len() / w;
-            let mut v = vec![0u8; col.len()];
-            for (plane, bytes) in col.chunks(n).enumerate() {
-                for (i, b) in bytes.iter().enumerate() {
-                    v[i * w + plane] = *b;
-                }
-            }
-            owned[id] = v;
-        }
+    fn new(cols: &'a [Vec<u8>], written_at: Timestamp) -> Result<Decoder<'a>, String> {
         let mut dict = Vec::new();
         let mut d = Reader {
-            buf: raw[C_DICT],
+            buf: &cols[C_DICT],
             at: 0,
         };
         while !d.done() {
@@ -565,9 +765,50 @@ impl<'a> Decoder<'a> {
             let s = std::str::from_utf8(d.take(len)?).map_err(|_| "a string is not UTF-8")?;
             dict.push(s);
         }
+        let mut sources = Vec::new();
+        let mut t = Reader {
+            buf: &cols[C_SOURCES],
+            at: 0,
+        };
+        let string = |i: u128| -> Result<Option<String>, String> {
+            match i {
+                0 => Ok(None),
+                i => usize::try_from(i - 1)
+                    .ok()
+                    .and_then(|i| dict.get(i))
+                    .map(|s| Some((*s).to_owned()))
+                    .ok_or_else(|| format!("string {i} is not in the batch's dictionary")),
+            }
+        };
+        while !t.done() {
+            let code = t.take(1)?[0];
+            let input = *INPUTS
+                .get(usize::from(code))
+                .ok_or_else(|| format!("input {code} is unknown"))?;
+            let peer = match t.take(1)?[0] {
+                0 => None,
+                4 => Some(IpAddr::V4(Ipv4Addr::from(
+                    <[u8; 4]>::try_from(t.take(4)?).expect("4 bytes"),
+                ))),
+                6 => Some(IpAddr::V6(Ipv6Addr::from(
+                    <[u8; 16]>::try_from(t.take(16)?).expect("16 bytes"),
+                ))),
+                f => return Err(format!("address family {f}")),
+            };
+            let import = string(t.varint()?)?;
+            let school = string(t.varint()?)?;
+            sources.push((
+                Origin {
+                    input,
+                    peer,
+                    import_sha256: import,
+                },
+                school,
+            ));
+        }
         Ok(Decoder {
-            cols: raw.into_iter().map(|buf| Reader { buf, at: 0 }).collect(),
-            owned,
+            cols: cols.iter().map(|buf| Reader { buf, at: 0 }).collect(),
+            sources,
             dict,
             last_event: written_at.as_nanosecond(),
         })
@@ -575,7 +816,7 @@ impl<'a> Decoder<'a> {
 
     fn finish(&self) -> Result<(), String> {
         for (id, c) in self.cols.iter().enumerate() {
-            if id != C_DICT && !c.done() {
+            if id != C_DICT && id != C_SOURCES && !c.done() {
                 return Err(format!("column {id} holds more than its records"));
             }
         }
@@ -587,6 +828,9 @@ impl<'a> Decoder<'a> {
     }
 
     fn num(&mut self, c: usize) -> Result<u64, String> {
+        if width(c) == 8 {
+            return self.fixed::<8>(c).map(u64::from_le_bytes);
+        }
         u64::try_from(self.cols[c].varint()?).map_err(|_| "number out of range".into())
     }
 
@@ -607,13 +851,7 @@ impl<'a> Decoder<'a> {
     }
 
     fn fixed<const N: usize>(&mut self, c: usize) -> Result<[u8; N], String> {
-        let r = &mut self.cols[c];
-        let at = r.at;
-        if self.owned[c].len() < at + N {
-            return Err(format!("column {c} ends early"));
-        }
-        r.at += N;
-        Ok(self.owned[c][at..at + N].try_into().expect("N bytes"))
+        Ok(self.cols[c].take(N)?.try_into().expect("N bytes"))
     }
 
     fn port(&mut self, c: usize) -> Result<u16, String> {
@@ -684,16 +922,12 @@ impl<'a> Decoder<'a> {
         let event = shifted(self.last_event, self.cols[C_EVENT].varint()?)?;
         self.last_event = event;
         let receive = shifted(event, self.cols[C_RECEIVE].varint()?)?;
-        let input = self.u8(C_INPUT)?;
-        let input = *INPUTS
-            .get(usize::from(input))
-            .ok_or_else(|| format!("input {input} is unknown"))?;
-        let origin = Origin {
-            input,
-            peer: self.opt_ip(C_PEER)?,
-            import_sha256: self.opt_str(C_IMPORT)?,
-        };
-        let school = self.opt_str(C_SCHOOL)?;
+        let i = self.num(C_SOURCE)?;
+        let (origin, school) = usize::try_from(i)
+            .ok()
+            .and_then(|i| self.sources.get(i))
+            .cloned()
+            .ok_or_else(|| format!("source {i} is not in the batch's table"))?;
         let body = match self.u8(C_KIND)? {
             0 => Body::Flow(Flow {
                 protocol: self.u8(C_PROTO)?,

@@ -82,11 +82,8 @@ impl Query {
 
     /// The Bloom keys a segment must maybe hold to hold a match.
     fn keys(&self) -> Vec<Vec<u8>> {
-        let mut keys = self.block_keys();
-        if self.endpoint.is_some() {
-            // Endpoints are indexed per block only.
-            keys.remove(0);
-        }
+        // Endpoints are indexed per block only.
+        let mut keys = self.people_keys();
         if let Some(ip) = self.ip {
             keys.push(segment::term_key(Term::Ip(ip)));
         }
@@ -96,12 +93,16 @@ impl Query {
         keys
     }
 
-    /// The Bloom keys a block must maybe hold (those of [`segment::block_level`] terms).
-    fn block_keys(&self) -> Vec<Vec<u8>> {
+    /// The Bloom key a block's endpoint filter must maybe hold.
+    fn endpoint_key(&self) -> Option<Vec<u8>> {
+        self.endpoint
+            .map(|(a, p)| segment::term_key(Term::Endpoint(a, p)))
+    }
+
+    /// The Bloom keys a block's people filter must maybe hold (those of
+    /// [`segment::people_level`] terms).
+    fn people_keys(&self) -> Vec<Vec<u8>> {
         let mut keys = Vec::new();
-        if let Some((a, p)) = self.endpoint {
-            keys.push(segment::term_key(Term::Endpoint(a, p)));
-        }
         if let Some(a) = self.assigned {
             keys.push(segment::term_key(Term::Assigned(a)));
         }
@@ -163,7 +164,8 @@ pub struct ScanStats {
 /// Calls `f` with every record matching `q`, in chain order.
 pub fn scan(view: &View, q: &Query, mut f: impl FnMut(Hit)) -> Result<ScanStats> {
     let keys = q.keys();
-    let block_keys = q.block_keys();
+    let endpoint_key = q.endpoint_key();
+    let people_keys = q.people_keys();
     let mut stats = ScanStats::default();
     let emit = |c: &Chained, f: &mut dyn FnMut(Hit)| {
         if let Content::Records { records } = &c.batch.content {
@@ -203,9 +205,15 @@ pub fn scan(view: &View, q: &Query, mut f: impl FnMut(Hit)) -> Result<ScanStats>
             if !block.event.overlaps(q.from, q.to) {
                 continue;
             }
-            if !block_keys.is_empty() {
+            if let Some(k) = &endpoint_key {
                 let filter = segment::load_filter(&mut file, &s.path, &block.filter)?;
-                if !block_keys.iter().all(|k| filter.may_contain(k)) {
+                if !filter.may_contain(k) {
+                    continue;
+                }
+            }
+            if !people_keys.is_empty() {
+                let filter = segment::load_filter(&mut file, &s.path, &block.people)?;
+                if !people_keys.iter().all(|k| filter.may_contain(k)) {
                     continue;
                 }
             }

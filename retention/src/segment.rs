@@ -69,17 +69,19 @@ pub struct BlockIndex {
     pub last_seq: u64,
     pub records: u64,
     pub event: Span,
-    /// Bloom filter over the block's users, MACs, endpoints and assigned addresses: the terms
+    /// Bloom filter over the block's translated endpoints (attribution's first step).
     /// point queries and attribution look for.
     pub filter: Bloom,
+    /// Bloom filter over the block's users, MACs and assigned addresses (attribution's second
+    /// step, user and MAC searches). Apart from the endpoints, so that a block of flows alone
+    /// has an empty one and is never read for them.
+    pub people: Bloom,
 }
 
-/// Terms indexed per block: what point queries and attribution look for within a segment.
-pub fn block_level(t: &Term<'_>) -> bool {
-    matches!(
-        t,
-        Term::User(_) | Term::Mac(_) | Term::Endpoint(..) | Term::Assigned(_)
-    )
+/// Terms indexed per block in the people filter: users, MACs and assigned addresses (translated
+/// endpoints are in the block's other filter).
+pub fn people_level(t: &Term<'_>) -> bool {
+    matches!(t, Term::User(_) | Term::Mac(_) | Term::Assigned(_))
 }
 
 /// Terms indexed per segment: every IP, port, user, MAC and assigned address.
@@ -115,6 +117,7 @@ pub fn for_each_indexed(r: &Record, mut f: impl FnMut(Term<'_>)) {
 /// The index entry of a block at `offset` (`len` bytes packed) holding `batches`.
 pub fn block_index(offset: u64, len: u64, batches: &[Chained]) -> BlockIndex {
     let mut keys = KeySet::default();
+    let mut people = KeySet::default();
     let mut buf = Vec::new();
     let mut event = Span::default();
     let mut records = 0;
@@ -123,46 +126,64 @@ pub fn block_index(offset: u64, len: u64, batches: &[Chained]) -> BlockIndex {
             for r in rs {
                 event.add(r.event_time);
                 for_each_indexed(r, |t| {
-                    if block_level(&t) {
+                    if matches!(t, Term::Endpoint(..)) {
                         keys.insert(key_hash_of(t, &mut buf));
+                    } else if people_level(&t) {
+                        people.insert(key_hash_of(t, &mut buf));
                     }
                 });
             }
             records += rs.len() as u64;
         }
     }
-    finish_block(offset, len, batches, records, event, &keys)
+    let seqs = (
+        batches.first().map_or(0, |c| c.batch.seq),
+        batches.last().map_or(0, |c| c.batch.seq),
+    );
+    finish_block(offset, len, seqs, records, event, &keys, &people)
 }
 
 fn finish_block(
     offset: u64,
     len: u64,
-    batches: &[Chained],
+    (first_seq, last_seq): (u64, u64),
     records: u64,
     event: Span,
     keys: &KeySet,
+    people_keys: &KeySet,
 ) -> BlockIndex {
     let mut filter = Bloom::with_params(keys.len(), BLOCK_BITS_PER_KEY, BLOCK_K);
     for k in keys {
         filter.insert_hash(*k);
     }
+    let mut people = Bloom::with_params(people_keys.len(), PEOPLE_BITS_PER_KEY, PEOPLE_K);
+    for k in people_keys {
+        people.insert_hash(*k);
+    }
     BlockIndex {
         offset,
         len,
-        first_seq: batches.first().map_or(0, |c| c.batch.seq),
-        last_seq: batches.last().map_or(0, |c| c.batch.seq),
+        first_seq,
+        last_seq,
         records,
         event,
         filter,
+        people,
     }
 }
 
-/// Block filters: about 1% false positives.
-const BLOCK_BITS_PER_KEY: usize = 10;
-const BLOCK_K: u32 = 7;
-/// Segment filters: about 2% false positives (a segment that passes is still pruned by block).
-const SEGMENT_BITS_PER_KEY: usize = 8;
-const SEGMENT_K: u32 = 6;
+/// Block endpoint filters: about 2% false positives (each costs one block read; the NAT step
+/// looks at about ten minutes of blocks).
+const BLOCK_BITS_PER_KEY: usize = 8;
+const BLOCK_K: u32 = 6;
+/// Block people filters: about 0.05% false positives (the lease step looks at two days of
+/// blocks; few blocks hold sessions and leases, so this costs little).
+const PEOPLE_BITS_PER_KEY: usize = 16;
+const PEOPLE_K: u32 = 11;
+/// Segment filters: about 6% false positives (a segment that passes is still pruned by block,
+/// except for IP and port searches, which then read it).
+const SEGMENT_BITS_PER_KEY: usize = 6;
+const SEGMENT_K: u32 = 4;
 
 /// The two hashes of a filter key (FNV-1a with two seeds): all a Bloom filter needs of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -270,6 +291,7 @@ pub struct IndexBuilder {
     receive: Span,
     keys: KeySet,
     block_keys: KeySet,
+    people_keys: KeySet,
     block_records: u64,
     block_event: Span,
     buf: Vec<u8>,
@@ -293,15 +315,21 @@ impl IndexBuilder {
                     self.receive.add(r.receive_time);
                     self.block_records += 1;
                     self.block_event.add(r.event_time);
-                    let (keys, block_keys, buf) =
-                        (&mut self.keys, &mut self.block_keys, &mut self.buf);
+                    let (keys, block_keys, people_keys, buf) = (
+                        &mut self.keys,
+                        &mut self.block_keys,
+                        &mut self.people_keys,
+                        &mut self.buf,
+                    );
                     for_each_indexed(r, |t| {
                         let h = key_hash_of(t, buf);
                         if segment_level(&t) {
                             keys.insert(h);
                         }
-                        if block_level(&t) {
+                        if matches!(t, Term::Endpoint(..)) {
                             block_keys.insert(h);
+                        } else if people_level(&t) {
+                            people_keys.insert(h);
                         }
                     });
                     if let Some(s) = &r.school
@@ -323,16 +351,18 @@ impl IndexBuilder {
 
     /// The index entry of the block holding `batches`, the batches added since the last block
     /// (the same as [`block_index`], without going over the records again).
-    pub fn end_block(&mut self, offset: u64, len: u64, batches: &[Chained]) -> BlockIndex {
+    pub fn end_block(&mut self, offset: u64, len: u64, seqs: (u64, u64)) -> BlockIndex {
         let b = finish_block(
             offset,
             len,
-            batches,
+            seqs,
             self.block_records,
             self.block_event,
             &self.block_keys,
+            &self.people_keys,
         );
         self.block_keys.clear();
+        self.people_keys.clear();
         self.block_records = 0;
         self.block_event = Span::default();
         b
@@ -422,7 +452,11 @@ pub fn write_term_key(t: Term<'_>, buf: &mut Vec<u8>) {
 
 /// Writes `batches` (whose frames are `raw[c.offset..c.offset + c.len]`) as a segment in `dir`,
 /// durably, and returns its path and index.
-pub fn write(dir: &Path, raw: &[u8], batches: &[Chained]) -> Result<(PathBuf, SegmentIndex)> {
+pub fn write(
+    dir: &Path,
+    raw: &[u8],
+    batches: &[std::sync::Arc<Chained>],
+) -> Result<(PathBuf, SegmentIndex)> {
     let mut out = HEAD_MAGIC.to_vec();
     let mut blocks = Vec::new();
     let mut builder = IndexBuilder::default();
@@ -437,14 +471,18 @@ pub fn write(dir: &Path, raw: &[u8], batches: &[Chained]) -> Result<(PathBuf, Se
             i += 1;
         }
         let packed = compress(&plain)?;
-        blocks.push(builder.end_block(out.len() as u64, packed.len() as u64, &batches[start..i]));
+        blocks.push(builder.end_block(
+            out.len() as u64,
+            packed.len() as u64,
+            (batches[start].batch.seq, batches[i - 1].batch.seq),
+        ));
         out.extend_from_slice(&packed);
     }
     let mut index = builder.finish(blocks);
     for b in index
         .blocks
         .iter_mut()
-        .map(|b| &mut b.filter)
+        .flat_map(|b| [&mut b.filter, &mut b.people])
         .chain(std::iter::once(&mut index.filter))
     {
         b.offset = out.len() as u64;
@@ -530,7 +568,7 @@ const ZSTD_LEVEL: i32 = 3;
 /// A block as stored: its plain length (u32 LE), then zstd of the plain bytes.
 fn compress(plain: &[u8]) -> Result<Vec<u8>> {
     let mut out = (plain.len() as u32).to_le_bytes().to_vec();
-    let packed = zstd::bulk::compress(plain, ZSTD_LEVEL).map_err(|e| Error::Corrupt {
+    let packed = crate::columns::pack(plain, ZSTD_LEVEL).map_err(|e| Error::Corrupt {
         path: PathBuf::from("(block being sealed)"),
         reason: format!("zstd failed: {e}"),
     })?;
@@ -546,7 +584,7 @@ fn decompress(packed: &[u8]) -> Result<Vec<u8>, String> {
     if len > 4 * batch::MAX_BODY {
         return Err(format!("claims {len} bytes"));
     }
-    let plain = zstd::bulk::decompress(&packed[4..], len).map_err(|e| e.to_string())?;
+    let plain = crate::columns::unpack(&packed[4..], len).map_err(|e| e.to_string())?;
     if plain.len() != len {
         return Err(format!("{} bytes where {len} were recorded", plain.len()));
     }
@@ -643,7 +681,8 @@ fn fnv1a(seed: u64, bytes: &[u8]) -> u64 {
 
 /// Loads the bits of the segment's and its blocks' filters (one read of the filter section).
 pub fn read_filters(path: &Path, index: &mut SegmentIndex) -> Result<()> {
-    let refs = std::iter::once(&index.filter).chain(index.blocks.iter().map(|b| &b.filter));
+    let refs = std::iter::once(&index.filter)
+        .chain(index.blocks.iter().flat_map(|b| [&b.filter, &b.people]));
     let start = refs.clone().map(|f| f.offset).min().unwrap_or(0);
     let end = refs.map(|f| f.offset + f.len).max().unwrap_or(0);
     let mut f = File::open(path).map_err(|e| Error::io(path, e))?;
@@ -667,6 +706,7 @@ pub fn read_filters(path: &Path, index: &mut SegmentIndex) -> Result<()> {
     fill(&mut index.filter);
     for block in &mut index.blocks {
         fill(&mut block.filter);
+        fill(&mut block.people);
     }
     Ok(())
 }
@@ -700,6 +740,8 @@ pub fn same_places(to: &mut SegmentIndex, from: &SegmentIndex) {
     for (a, b) in to.blocks.iter_mut().zip(&from.blocks) {
         a.filter.offset = b.filter.offset;
         a.filter.len = b.filter.len;
+        a.people.offset = b.people.offset;
+        a.people.len = b.people.len;
     }
 }
 

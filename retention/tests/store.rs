@@ -490,18 +490,33 @@ fn attribution_reads_only_the_blocks_that_hold_the_endpoint_and_the_assigned_add
     let at = t("2026-01-01T00:30:00Z");
     let store = Store::init(tmp.path(), &opts_at(at)).unwrap();
     let public = ip("203.0.113.9");
-    // 60 batches of 1,000 NAT records each (several blocks), all within the NAT look-back,
-    // and one lease in the middle.
-    for b in 0..60u32 {
+    // 120 batches of 1,000 NAT records each (several blocks), all within the NAT look-back,
+    // and one lease in the middle. Even records go out through `public`, odd ones through
+    // another address.
+    let other = ip("203.0.113.10");
+    for b in 0..120u32 {
         let mut rs: Vec<_> = (0..1000u32)
             .map(|i| {
                 let n = b * 1000 + i;
-                nat(
-                    ip(&format!("10.3.{}.{}", n / 256 % 256, n % 256)),
-                    public,
-                    (1024 + n) as u16,
+                let mut r = nat(
+                    ip(&format!(
+                        "10.{}.{}.{}",
+                        3 + n / 65536,
+                        n / 256 % 256,
+                        n % 256
+                    )),
+                    if n % 2 == 0 { public } else { other },
+                    (1024 + n / 2) as u16,
                     at - SignedDuration::from_secs(i64::from(n % 500)),
-                )
+                );
+                // Destinations as varied as real ones, so that the records fill several blocks.
+                if let khetnet_retention::record::Body::Nat(x) = &mut r.body {
+                    let h = n.wrapping_mul(2_654_435_761);
+                    x.dst_ip = Some(std::net::Ipv4Addr::from(h).into());
+                    x.dst_port = Some((h >> 7) as u16);
+                    x.inside_port = Some((h >> 13) as u16);
+                }
+                r
             })
             .collect();
         if b == 30 {
@@ -517,8 +532,8 @@ fn attribution_reads_only_the_blocks_that_hold_the_endpoint_and_the_assigned_add
     let view = store.view().unwrap();
     let blocks = view.segments[0].index.blocks.len() as u64;
     assert!(blocks >= 5, "{blocks} blocks");
-    // n = 6000 is 10.3.23.112 -> 203.0.113.9:7024.
-    let a = query::attribute(&view, public, Some(7024), at).unwrap();
+    // n = 6000 is 10.3.23.112 -> 203.0.113.9:4024.
+    let a = query::attribute(&view, public, Some(4024), at).unwrap();
     assert_eq!(a.inside[0].ip, ip("10.3.23.112"));
     assert_eq!(a.inside[0].macs, vec!["aa:bb:cc:dd:ee:ff".to_string()]);
     assert!(
