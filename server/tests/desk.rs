@@ -520,6 +520,28 @@ async fn every_kind_through_its_approvals_and_to_closed() {
                 && csv.contains(&format!(",5,{year}\r\n")),
             "{csv}"
         );
+        let resp = s
+            .client
+            .get(format!(
+                "{}/api/v1/reports/requests?fiscal_year={year}&format=xlsx",
+                s.url
+            ))
+            .bearer_auth(&director)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            resp.headers()["content-type"],
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+        );
+        let xlsx = resp.bytes().await.unwrap();
+        let strings = xlsx_strings(&xlsx);
+        assert!(
+            strings.contains("A1001")
+                && strings.contains("purchase")
+                && strings.contains("ปีงบประมาณ"),
+            "{strings}"
+        );
         let (status, _) = s.get(&d.ra, "/api/v1/reports/requests").await;
         assert_eq!(
             status,
@@ -1366,6 +1388,21 @@ async fn asset_register_import_is_all_or_nothing_and_exports_back() {
             (StatusCode::CREATED, Some(2)),
             "{body}"
         );
+        let xlsx = s
+            .client
+            .get(format!("{}/api/v1/assets/export?format=xlsx", s.url))
+            .bearer_auth(&d.tech)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let strings = xlsx_strings(&xlsx);
+        assert!(
+            strings.contains("7440-001-0001/61") && strings.contains("คอมพิวเตอร์"),
+            "{strings}"
+        );
         let (_, rb) = s.get(&d.rb, "/api/v1/assets/export").await;
         assert_eq!(
             rb.as_str().unwrap().trim_end().split("\r\n").count(),
@@ -1374,4 +1411,27 @@ async fn asset_register_import_is_all_or_nothing_and_exports_back() {
         );
         s.stop().await;
     }
+}
+
+/// The text of an XLSX workbook (its shared strings and sheet names), read with Python's
+/// zipfile, which the CI machine has.
+fn xlsx_strings(bytes: &[u8]) -> String {
+    assert_eq!(&bytes[..4], b"PK\x03\x04", "an XLSX is a zip");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("book.xlsx");
+    std::fs::write(&path, bytes).unwrap();
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); print(z.read('xl/sharedStrings.xml').decode() + z.read('xl/workbook.xml').decode())",
+        ])
+        .arg(&path)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }

@@ -249,6 +249,20 @@ async fn english_pages_assets_and_the_loan_calendar() {
         detail.contains(&format!("/desk/new?kind=repair&amp;asset_ids={asset_id}")),
         "report a repair"
     );
+    // A printable label whose QR code opens the asset's page.
+    let (status, label) = page(&s, &tech, &format!("/assets/{asset_id}/label")).await;
+    assert_eq!(status, StatusCode::OK);
+    let url = format!("{}/assets/{asset_id}", s.url);
+    assert!(label.contains("PJ-0001") && label.contains(&url), "{label}");
+    assert!(
+        label.contains("<svg") && !label.contains("&lt;svg"),
+        "the QR code is inline SVG"
+    );
+    assert!(
+        label.contains(&khetnet_server::web::desk::qr_svg(&url)),
+        "the QR code is that of the asset's address"
+    );
+    assert!(!label.contains(&khetnet_server::web::desk::qr_svg(&format!("{url}0"))));
     // An overlapping loan is refused on the form, naming the asset and the request.
     let (status, _, body) = submit(
         &s,

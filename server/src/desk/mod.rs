@@ -17,6 +17,7 @@ pub mod register;
 pub mod reports;
 pub mod requests;
 pub mod sla;
+pub mod workbook;
 pub mod workflow;
 
 use std::collections::HashMap;

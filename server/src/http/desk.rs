@@ -216,9 +216,18 @@ async fn request_report(
             reports::csv(&summary),
         )
             .into_response()),
+        "xlsx" => Ok(xlsx(
+            &format!("khetnet-requests-{year}.xlsx"),
+            crate::desk::workbook::table(
+                &format!("ปีงบประมาณ {year}"),
+                &reports::HEADINGS,
+                summary.lines.iter().map(|l| reports::cells(&summary, l)),
+                &[4, 5, 6, 7, 8, 9, 10],
+            )?,
+        )),
         _ => Err(super::error::ApiError::Invalid {
             field: "format".into(),
-            message: "must be json or csv".into(),
+            message: "must be json, csv or xlsx".into(),
         }),
     }
 }
@@ -258,14 +267,70 @@ async fn receive(
     Ok((StatusCode::CREATED, Json(created)))
 }
 
-/// `GET /api/v1/assets/export[?q=&school_id=&state=&category=]`: the register as CSV.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExportQuery {
+    q: Option<String>,
+    school_id: Option<i64>,
+    state: Option<String>,
+    category: Option<String>,
+    /// csv (default) or xlsx.
+    format: Option<String>,
+}
+
+/// An XLSX download.
+fn xlsx(filename: &str, bytes: Vec<u8>) -> axum::response::Response {
+    (
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet".to_owned(),
+            ),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{filename}\""),
+            ),
+        ],
+        bytes,
+    )
+        .into_response()
+}
+
+/// `GET /api/v1/assets/export[?q=&school_id=&state=&category=&format=csv|xlsx]`: the register.
 async fn export_assets(
     State(state): State<AppState>,
     user: ApiUser,
-    ApiQuery(filter): ApiQuery<assets::Filter>,
+    ApiQuery(q): ApiQuery<ExportQuery>,
 ) -> ApiResult<axum::response::Response> {
     user.require(Permission::AssetsView)?;
+    let filter = assets::Filter {
+        q: q.q,
+        school_id: q.school_id,
+        state: q.state,
+        category: q.category,
+        ..Default::default()
+    };
     let rows = register::all(&state.db, &filter, user.school_scope()).await?;
+    match q.format.as_deref().unwrap_or("csv") {
+        "csv" => {}
+        "xlsx" => {
+            return Ok(xlsx(
+                "khetnet-assets.xlsx",
+                crate::desk::workbook::table(
+                    "ครุภัณฑ์",
+                    &register::COLUMNS,
+                    rows.iter().map(|(a, code)| register::cells(a, code)),
+                    &[5, 6],
+                )?,
+            ));
+        }
+        _ => {
+            return Err(super::error::ApiError::Invalid {
+                field: "format".into(),
+                message: "must be csv or xlsx".into(),
+            });
+        }
+    }
     Ok((
         [
             (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8"),

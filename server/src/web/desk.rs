@@ -33,6 +33,7 @@ pub fn routes() -> Router<AppState> {
         .route("/desk/requests/{id}", get(request_page).post(request_act))
         .route("/assets", get(assets_page))
         .route("/assets/{id}", get(asset_page))
+        .route("/assets/{id}/label", get(asset_label))
 }
 
 /// The desk's words in Thai and English (a field of [`Text`], so both languages are checked).
@@ -952,6 +953,70 @@ async fn asset_page(
             p: Page::new(&user, lang),
             a,
             bookings,
+        },
+    )
+}
+
+#[derive(Template)]
+#[template(path = "desk_label.html")]
+struct LabelPage {
+    p: Page,
+    a: assets::Asset,
+    url: String,
+    qr_svg: String,
+}
+
+/// The QR code (SVG) of a link.
+pub fn qr_svg(link: &str) -> String {
+    match qrcode::QrCode::new(link.as_bytes()) {
+        Ok(code) => {
+            let svg = code
+                .render::<qrcode::render::svg::Color>()
+                .min_dimensions(160, 160)
+                .build();
+            // Inline in the page: without the XML declaration.
+            match svg.find("<svg") {
+                Some(i) => svg[i..].to_owned(),
+                None => svg,
+            }
+        }
+        Err(_) => String::new(),
+    }
+}
+
+/// `GET /assets/{id}/label`: a printable label with a QR code that opens the asset's page (and
+/// from there "report a repair").
+async fn asset_label(
+    State(state): State<AppState>,
+    user: WebUser,
+    lang: PageLang,
+    headers: axum::http::HeaderMap,
+    Path(id): Path<i64>,
+) -> Response {
+    let Some(p) = &user.principal else {
+        return see_other("/login");
+    };
+    if !p.role.may(Permission::AssetsView) {
+        return ApiError::Forbidden.into_response();
+    }
+    let scope = p.role.school_bound().then_some(p.school_id.unwrap_or(-1));
+    let a = match assets::get(&state.db, id, scope).await {
+        Ok(a) => a.asset,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    let scheme = if state.tls { "https" } else { "http" };
+    let url = format!("{scheme}://{host}/assets/{id}");
+    render(
+        StatusCode::OK,
+        &LabelPage {
+            p: Page::new(&user, lang),
+            qr_svg: qr_svg(&url),
+            url,
+            a,
         },
     )
 }
