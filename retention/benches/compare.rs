@@ -225,6 +225,12 @@ fn main() {
     drop(unsealed);
     std::fs::remove_dir_all(&unsealed_dir).unwrap();
     let store_bytes = dir_bytes(&dir.join("segments")) + dir_bytes(&dir.join("inbox"));
+    // Where the bytes go: blocks (the records), filters, footers.
+    let (mut block_bytes, mut filter_bytes) = (0, 0);
+    for s in &store.view().unwrap().segments {
+        block_bytes += s.index.blocks.iter().map(|b| b.len).sum::<u64>();
+        filter_bytes += s.index.filter_bytes();
+    }
 
     // attribute vs zgrep: a public IP:port at the time of a record in the middle.
     let probe = &records[(n / 2) as usize];
@@ -299,6 +305,12 @@ fn main() {
         store_bytes as f64 / n as f64,
         gz_bytes as f64 / n as f64,
         store_bytes as f64 / gz_bytes as f64
+    );
+    println!(
+        "  of which blocks {:.1}, filters {:.1}, footers and headers {:.1}",
+        block_bytes as f64 / n as f64,
+        filter_bytes as f64 / n as f64,
+        (store_bytes - block_bytes - filter_bytes) as f64 / n as f64
     );
     println!(
         "attribute {ip}:{port} at {}: {:.4}s ({} of {} segments, {} blocks read) -> {}",

@@ -44,6 +44,7 @@ use crate::record::{
     Access, AuthEvent, Body, Flow, Input, Lease, LeaseAction, Nat, Origin, ProxyRequest, Raw,
     Record, Session, SessionStatus,
 };
+use crate::segment::Fast;
 
 const C_KIND: usize = 0;
 const C_EVENT: usize = 1;
@@ -154,6 +155,7 @@ pub fn encode(b: &Batch) -> Result<Vec<u8>, serde_json::Error> {
         Content::Records { records } => {
             out.push(TAG_RECORDS);
             let mut enc = Encoder::new(b.written_at);
+            enc.source_table(records);
             for r in records {
                 enc.record(r);
             }
@@ -227,12 +229,22 @@ fn timestamp(nanos: i128) -> Result<Timestamp, String> {
     Timestamp::from_nanosecond(nanos).map_err(|_| format!("time {nanos} ns is out of range"))
 }
 
-type Source<'a> = (Input, Option<IpAddr>, Option<&'a str>, Option<&'a str>);
+/// Input (as its code), peer, import file and school.
+type Source<'a> = (u8, Option<IpAddr>, Option<&'a str>, Option<&'a str>);
+
+fn source_key(r: &Record) -> Source<'_> {
+    (
+        input_code(r.origin.input),
+        r.origin.peer,
+        r.origin.import_sha256.as_deref(),
+        r.school.as_deref(),
+    )
+}
 
 struct Encoder<'a> {
     cols: Vec<Vec<u8>>,
-    dict: HashMap<&'a str, u32>,
-    sources: HashMap<Source<'a>, u32>,
+    dict: HashMap<&'a str, u32, Fast>,
+    sources: HashMap<Source<'a>, u32, Fast>,
     last_event: i128,
 }
 
@@ -240,8 +252,8 @@ impl<'a> Encoder<'a> {
     fn new(written_at: Timestamp) -> Encoder<'a> {
         Encoder {
             cols: vec![Vec::new(); COLUMNS],
-            dict: HashMap::new(),
-            sources: HashMap::new(),
+            dict: HashMap::default(),
+            sources: HashMap::default(),
             last_event: written_at.as_nanosecond(),
         }
     }
@@ -321,40 +333,40 @@ impl<'a> Encoder<'a> {
         }
     }
 
-    /// The record's input, peer, import and school, as an index into the batch's table of
-    /// them (a source always sends the same school): one small number per record.
-    fn source(&mut self, r: &'a Record) {
-        let key = (
-            r.origin.input,
-            r.origin.peer,
-            r.origin.import_sha256.as_deref(),
-            r.school.as_deref(),
-        );
-        let i = match self.sources.get(&key) {
-            Some(i) => *i,
-            None => {
-                let i = self.sources.len() as u32;
-                self.sources.insert(key, i);
-                let import = r.origin.import_sha256.as_deref().map(|s| self.str_index(s));
-                let school = r.school.as_deref().map(|s| self.str_index(s));
-                let t = &mut self.cols[C_SOURCES];
-                t.push(input_code(r.origin.input));
-                match r.origin.peer {
-                    None => t.push(0),
-                    Some(IpAddr::V4(a)) => {
-                        t.push(4);
-                        t.extend_from_slice(&a.octets());
-                    }
-                    Some(IpAddr::V6(a)) => {
-                        t.push(6);
-                        t.extend_from_slice(&a.octets());
-                    }
+    /// Writes the batch's table of sources (input, peer, import and school; a source always
+    /// sends the same school), sorted, and puts their strings first in the dictionary: batches
+    /// from the same sources then carry the same table, which a sealed block's zstd stores once.
+    fn source_table(&mut self, records: &'a [Record]) {
+        let distinct: std::collections::HashSet<Source<'a>> =
+            records.iter().map(source_key).collect();
+        let mut keys: Vec<Source<'a>> = distinct.into_iter().collect();
+        keys.sort_unstable();
+        for (i, key) in keys.into_iter().enumerate() {
+            let (input, peer, import, school) = key;
+            let import = import.map(|s| self.str_index(s));
+            let school = school.map(|s| self.str_index(s));
+            let t = &mut self.cols[C_SOURCES];
+            t.push(input);
+            match peer {
+                None => t.push(0),
+                Some(IpAddr::V4(a)) => {
+                    t.push(4);
+                    t.extend_from_slice(&a.octets());
                 }
-                put_varint(t, import.map_or(0, |i| u128::from(i) + 1));
-                put_varint(t, school.map_or(0, |i| u128::from(i) + 1));
-                i
+                Some(IpAddr::V6(a)) => {
+                    t.push(6);
+                    t.extend_from_slice(&a.octets());
+                }
             }
-        };
+            put_varint(t, import.map_or(0, |i| u128::from(i) + 1));
+            put_varint(t, school.map_or(0, |i| u128::from(i) + 1));
+            self.sources.insert(key, i as u32);
+        }
+    }
+
+    /// The record's source, as an index into the batch's table: one small number per record.
+    fn source(&mut self, r: &'a Record) {
+        let i = self.sources[&source_key(r)];
         self.num(C_SOURCE, u64::from(i));
     }
 

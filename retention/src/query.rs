@@ -47,6 +47,15 @@ impl Query {
         if r.event_time < self.from || r.event_time > self.to {
             return false;
         }
+        // Cheap refusals first: the live tail is matched record by record, and most records
+        // are flows, which hold no assigned address and no translation for other kinds.
+        if self.assigned.is_some() && matches!(r.body, Body::Flow(_) | Body::Nat(_) | Body::Raw(_))
+        {
+            return false;
+        }
+        if self.endpoint.is_some() && !matches!(r.body, Body::Flow(_) | Body::Nat(_)) {
+            return false;
+        }
         if let Some(s) = &self.school
             && r.school.as_deref() != Some(s.as_str())
         {

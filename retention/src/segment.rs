@@ -172,16 +172,18 @@ fn finish_block(
     }
 }
 
-/// Block endpoint filters: about 2% false positives (each costs one block read; the NAT step
-/// looks at about ten minutes of blocks).
-const BLOCK_BITS_PER_KEY: usize = 8;
-const BLOCK_K: u32 = 6;
+/// Block endpoint filters: about 6% false positives (each costs one block read; the NAT step
+/// looks at about ten minutes of blocks, a few dozen at a large district's rate). One key per
+/// translated flow, so every bit here is a bit per record.
+const BLOCK_BITS_PER_KEY: usize = 6;
+const BLOCK_K: u32 = 4;
 /// Block people filters: about 0.05% false positives (the lease step looks at two days of
 /// blocks; few blocks hold sessions and leases, so this costs little).
 const PEOPLE_BITS_PER_KEY: usize = 16;
 const PEOPLE_K: u32 = 11;
 /// Segment filters: about 6% false positives (a segment that passes is still pruned by block,
-/// except for IP and port searches, which then read it).
+/// except for IP and port searches, which then read it). Nearly one key per flow record (its
+/// destination address), so every bit here is a bit per record.
 const SEGMENT_BITS_PER_KEY: usize = 6;
 const SEGMENT_K: u32 = 4;
 
@@ -201,13 +203,14 @@ fn key_hash_of(t: Term<'_>, buf: &mut Vec<u8>) -> KeyHash {
     key_hash(buf)
 }
 
-/// Hashes of keys are already hashes: a set of them needs no further hashing.
+/// A cheap hasher: FNV-1a over bytes, and words (such as the hashes of filter keys, already
+/// hashes) folded in, with a final mix so that every bit of the result depends on the input.
 #[derive(Default)]
-struct Rehash(u64);
+pub(crate) struct Rehash(u64);
 
 impl std::hash::Hasher for Rehash {
     fn finish(&self) -> u64 {
-        self.0
+        (self.0 ^ (self.0 >> 32)).wrapping_mul(0x9e37_79b9_7f4a_7c15)
     }
 
     fn write(&mut self, bytes: &[u8]) {
@@ -219,7 +222,11 @@ impl std::hash::Hasher for Rehash {
     }
 }
 
-type KeySet = HashSet<KeyHash, std::hash::BuildHasherDefault<Rehash>>;
+type KeySet = HashSet<KeyHash, Fast>;
+
+/// A hasher for small keys met once per record (FNV-1a; not for keys an attacker chooses to
+/// collide, which costs only speed here).
+pub(crate) type Fast = std::hash::BuildHasherDefault<Rehash>;
 
 /// The footer of a segment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -239,6 +246,18 @@ pub struct SegmentIndex {
     pub schools: BTreeSet<String>,
     pub sources: BTreeMap<String, SourceStat>,
     pub controls: Vec<Batch>,
+}
+
+impl SegmentIndex {
+    /// The bytes the segment's and its blocks' filters take in the file.
+    pub fn filter_bytes(&self) -> u64 {
+        self.filter.len
+            + self
+                .blocks
+                .iter()
+                .map(|b| b.filter.len + b.people.len)
+                .sum::<u64>()
+    }
 }
 
 /// A batch as read back, with its hash and where its frame starts.
@@ -296,7 +315,7 @@ pub struct IndexBuilder {
     block_event: Span,
     buf: Vec<u8>,
     schools: BTreeSet<String>,
-    sources: HashMap<(Input, Option<IpAddr>), SourceStat>,
+    sources: HashMap<(Input, Option<IpAddr>), SourceStat, Fast>,
     controls: Vec<Batch>,
 }
 
@@ -562,7 +581,9 @@ pub fn read_block(file: &mut File, path: &Path, block: &BlockIndex) -> Result<Ve
     })
 }
 
-/// zstd level of sealed blocks: about 40 bytes per flow record, sealing at over 200 MB/s.
+/// zstd level of sealed blocks. The frames' columns are compressed already; what is left is
+/// mostly the batches' repeated string and source tables, which level 3 finds as well as higher
+/// levels would, cheaply.
 const ZSTD_LEVEL: i32 = 3;
 
 /// A block as stored: its plain length (u32 LE), then zstd of the plain bytes.

@@ -102,6 +102,40 @@ fn a_flipped_byte_in_a_segment_is_named() {
     );
 }
 
+#[test]
+fn a_column_edited_inside_a_sealed_block_is_named() {
+    // An administrator who knows the format decompresses a block, changes one value inside a
+    // column of a batch, and compresses the block back to the same length (padded with a zstd
+    // skippable frame), so that the file still parses and the footer still fits.
+    check(
+        |dir| {
+            let seg = &segments(dir)[1];
+            let index = khetnet_retention::segment::read_index(seg).unwrap();
+            let block = &index.blocks[0];
+            let (at, len) = (block.offset as usize, block.len as usize);
+            writable(seg);
+            let mut bytes = std::fs::read(seg).unwrap();
+            let mut plain = zstd::bulk::decompress(&bytes[at + 4..at + len], 1 << 24).unwrap();
+            // Inside the first frame's body, past its header: a byte of a column.
+            let body_len = u32::from_le_bytes(plain[4..8].try_into().unwrap()) as usize;
+            plain[8 + body_len - 1] ^= 0x01;
+            let mut packed = zstd::bulk::compress(&plain, 19).unwrap();
+            let pad = len - 4 - packed.len();
+            assert!(pad >= 8, "the edited block must fit");
+            packed.extend_from_slice(&0x184D_2A50u32.to_le_bytes());
+            packed.extend_from_slice(&((pad - 8) as u32).to_le_bytes());
+            packed.resize(len - 4, 0);
+            bytes[at + 4..at + len].copy_from_slice(&packed);
+            std::fs::write(seg, bytes).unwrap();
+            format!(
+                "(batches {}..={}): content does not match its SHA-256",
+                block.first_seq, block.last_seq
+            )
+        },
+        ProblemKind::Altered,
+    );
+}
+
 /// Where a segment's footer (JSON) starts.
 fn footer_start(bytes: &[u8]) -> usize {
     let n = bytes.len();
