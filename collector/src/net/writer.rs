@@ -63,6 +63,14 @@ impl Writer {
         (Writer { tx }, WriterTask { handle })
     }
 
+    /// A writer nobody drains, with room for `capacity` batches: what the inputs see when the
+    /// store is slow. [`StalledQueue::next`] takes out (and acknowledges) one batch at a time.
+    /// For tests of flow control.
+    pub fn stalled(capacity: usize) -> (Writer, StalledQueue) {
+        let (tx, rx) = mpsc::channel(capacity);
+        (Writer { tx }, StalledQueue { rx })
+    }
+
     /// Queues `records`, waiting while the queue is full. No acknowledgement.
     ///
     /// # Errors
@@ -102,6 +110,22 @@ impl Writer {
             return false;
         }
         done.await.unwrap_or(false)
+    }
+}
+
+/// The other end of [`Writer::stalled`].
+pub struct StalledQueue {
+    rx: mpsc::Receiver<Batch>,
+}
+
+impl StalledQueue {
+    /// The next queued batch, acknowledged as stored; `None` once every writer handle is gone.
+    pub async fn next(&mut self) -> Option<Vec<Record>> {
+        let batch = self.rx.recv().await?;
+        if let Some(ack) = batch.ack {
+            let _ = ack.send(true);
+        }
+        Some(batch.records)
     }
 }
 
