@@ -469,11 +469,12 @@ pub fn write_term_key(t: Term<'_>, buf: &mut Vec<u8>) {
     }
 }
 
-/// Writes `batches` (whose frames are `raw[c.offset..c.offset + c.len]`) as a segment in `dir`,
+/// Writes `batches` (whose frames are `raw[c.offset - shift..][..c.len]`) as a segment in `dir`,
 /// durably, and returns its path and index.
 pub fn write(
     dir: &Path,
     raw: &[u8],
+    shift: u64,
     batches: &[std::sync::Arc<Chained>],
 ) -> Result<(PathBuf, SegmentIndex)> {
     let mut out = HEAD_MAGIC.to_vec();
@@ -485,7 +486,8 @@ pub fn write(
         let mut plain = Vec::new();
         while i < batches.len() && (plain.is_empty() || plain.len() < BLOCK_RAW_BYTES) {
             let c = &batches[i];
-            plain.extend_from_slice(&raw[c.offset as usize..(c.offset + c.len) as usize]);
+            let at = (c.offset - shift) as usize;
+            plain.extend_from_slice(&raw[at..at + c.len as usize]);
             builder.add(c);
             i += 1;
         }

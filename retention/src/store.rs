@@ -12,8 +12,9 @@
 //!    whole batch, copies the cut bytes to `quarantine/` and reports it. Damage followed by
 //!    intact batches is not a torn write and is refused.
 //! 4. A segment is written to a temporary name, fsynced, renamed and the directory fsynced,
-//!    before `live.log` is replaced by an empty file; batches of `live.log` already in a segment
-//!    (a crash between the two) are dropped on open.
+//!    before its batches are cut from `live.log` (the rest written to a new file, atomically);
+//!    batches of `live.log` already in a segment (a crash between the two) are dropped on open.
+//!    The segment is written on its own thread while appends go on; one seal at a time.
 //! 5. Segments are never modified; they are removed only by purge, after a signed tombstone
 //!    for them is durable (in the chain, or in the inbox on its way to it).
 //! 6. The chain head is signed (a `signature` batch) at every seal and whenever the last
@@ -210,6 +211,11 @@ struct Writer {
     live_since: Option<Timestamp>,
     /// The batches of `live.log`, as written: sealing indexes them without decoding the file.
     live_batches: Vec<Arc<Chained>>,
+    /// `Chained::offset` of the writer's batches counts from where `live.log` started when the
+    /// writer opened it; the file has since lost this many bytes at its start to seals.
+    live_shift: u64,
+    /// A seal running on its own thread, if any.
+    sealing: Option<Sealing>,
     next_seq: u64,
     next_record: u64,
     head: Hash,
@@ -218,6 +224,24 @@ struct Writer {
     last_absorb: Option<Timestamp>,
     #[cfg(test)]
     fail_after: Option<usize>,
+}
+
+/// A seal on its own thread: it writes the segment of the first `batches` batches of the tail
+/// (the first `upto` bytes of `live.log`); the writer then cuts them from `live.log`.
+struct Sealing {
+    upto: u64,
+    batches: usize,
+    thread: std::thread::JoinHandle<Result<()>>,
+}
+
+impl Drop for Writer {
+    /// Lets a running seal finish: its segment is then complete, and the next opener drops the
+    /// batches of `live.log` that it holds (as after a crash between the two steps).
+    fn drop(&mut self) {
+        if let Some(s) = self.sealing.take() {
+            let _ = s.thread.join();
+        }
+    }
 }
 
 /// A store directory, opened either as the writer or, when another process writes, as a
@@ -468,6 +492,8 @@ impl Store {
                 dirty: false,
                 live_since,
                 live_batches,
+                live_shift: 0,
+                sealing: None,
                 next_seq,
                 next_record,
                 head,
@@ -580,12 +606,15 @@ impl Store {
         if let Some(mut w) = self.lock_writer() {
             let now = self.now();
             self.absorb_inbox(&mut w, now)?;
-            self.seal_locked(&mut w, now)?;
+            self.finish_seal(&mut w, true)?;
+            self.start_seal(&mut w, now)?;
+            self.finish_seal(&mut w, true)?;
         }
         Ok(())
     }
 
     fn maintain(&self, w: &mut Writer, now: Timestamp, force_absorb: bool) -> Result<()> {
+        self.finish_seal(w, false)?;
         let absorb_due = force_absorb
             || w.last_absorb
                 .is_none_or(|t| now.duration_since(t) >= SignedDuration::from_secs(1));
@@ -601,8 +630,8 @@ impl Store {
         };
         let seal_due = w.live_len >= self.opts.seal_max_bytes
             || (w.live_since.is_some() && age(w.live_since, self.opts.seal_max_age));
-        if seal_due {
-            return self.seal_locked(w, now);
+        if seal_due && w.sealing.is_none() {
+            return self.start_seal(w, now);
         }
         if age(w.last_signed, self.opts.sign_interval) {
             self.sign_locked(w, now)?;
@@ -653,7 +682,7 @@ impl Store {
         w.live_batches.push(Arc::new(Chained {
             batch: b,
             hash,
-            offset: w.live_len - frame.len() as u64,
+            offset: w.live_shift + w.live_len - frame.len() as u64,
             len: frame.len() as u64,
         }));
         Ok((seq, first_record, hash))
@@ -701,48 +730,65 @@ impl Store {
         fsutil::write_atomic(&self.dir.join(HEAD_FILE), &json)
     }
 
-    fn seal_locked(&self, w: &mut Writer, now: Timestamp) -> Result<()> {
-        if w.live_len == 0 {
+    /// Signs the head and starts sealing the tail on its own thread, so that appends go on
+    /// meanwhile (they are durable in `live.log` already). [`Store::finish_seal`] completes it.
+    fn start_seal(&self, w: &mut Writer, now: Timestamp) -> Result<()> {
+        if w.live_len == 0 || w.sealing.is_some() {
             return Ok(());
         }
         self.sign_locked(w, now)?;
+        let batches = w.live_batches.clone();
+        let (upto, shift, count) = (w.live_len, w.live_shift, batches.len());
+        let dir = self.dir.clone();
+        let thread = std::thread::Builder::new()
+            .name("khetnet-seal".into())
+            .spawn(move || seal_segment(&dir, upto, shift, &batches))
+            .map_err(|e| Error::io(&self.dir, e))?;
+        w.sealing = Some(Sealing {
+            upto,
+            batches: count,
+            thread,
+        });
+        Ok(())
+    }
+
+    /// When the running seal is done (or, with `wait`, once it is), cuts the batches its
+    /// segment holds from the start of `live.log`: the rest is written to a new `live.log`
+    /// atomically, so a crash leaves either the old file (whose sealed batches the next opener
+    /// drops) or the new one.
+    fn finish_seal(&self, w: &mut Writer, wait: bool) -> Result<()> {
+        let Some(s) = w.sealing.take() else {
+            return Ok(());
+        };
+        if !wait && !s.thread.is_finished() {
+            w.sealing = Some(s);
+            return Ok(());
+        }
         let live_path = self.dir.join(LIVE_FILE);
-        let bytes = read_all(&live_path)?;
-        if (bytes.len() as u64) < w.live_len {
-            return Err(Error::Corrupt {
-                path: live_path,
-                reason: format!(
-                    "holds {} bytes where {} were written and fsynced: it was truncated or replaced behind the writer",
-                    bytes.len(),
-                    w.live_len
-                ),
-            });
+        s.thread.join().unwrap_or_else(|_| {
+            Err(Error::Corrupt {
+                path: live_path.clone(),
+                reason: "the seal thread panicked; the tail stays unsealed".into(),
+            })
+        })?;
+        let mut rest = vec![0u8; (w.live_len - s.upto) as usize];
+        {
+            use std::os::unix::fs::FileExt;
+            w.live
+                .read_exact_at(&mut rest, s.upto)
+                .map_err(|e| Error::io(&live_path, e))?;
         }
-        let raw = &bytes[..w.live_len as usize];
-        // The file must still hold what was written: each frame's bytes must hash to the hash
-        // chained in memory (cheaper than decoding it again).
-        for c in &w.live_batches {
-            let frame = &raw[c.offset as usize..(c.offset + c.len) as usize];
-            let body = &frame[8..frame.len() - 32];
-            if <[u8; 32]>::from(sha2::Sha256::digest(body)) != c.hash {
-                return Err(Error::Damaged {
-                    path: live_path,
-                    offset: c.offset,
-                    reason: format!("batch {} changed on disk after it was written", c.batch.seq),
-                });
-            }
-        }
-        segment::write(&self.dir.join(SEGMENTS_DIR), raw, &w.live_batches)?;
-        fsutil::write_atomic(&live_path, b"")?;
+        fsutil::write_atomic(&live_path, &rest)?;
         w.live = OpenOptions::new()
             .read(true)
             .write(true)
             .open(&live_path)
             .map_err(|e| Error::io(&live_path, e))?;
-        w.live_len = 0;
+        w.live_len -= s.upto;
+        w.live_shift += s.upto;
         w.dirty = false;
-        w.live_since = None;
-        w.live_batches.clear();
+        w.live_batches.drain(..s.batches);
+        w.live_since = w.live_batches.first().map(|c| c.batch.written_at);
         Ok(())
     }
 
@@ -906,6 +952,39 @@ fn whole_frame_after(bytes: &[u8]) -> bool {
     (0..bytes.len().saturating_sub(4))
         .filter(|&i| &bytes[i..i + 4] == batch::MAGIC)
         .any(|i| matches!(batch::decode(&bytes[i..]), Decoded::Frame { .. }))
+}
+
+/// Writes the segment of `batches`, the first `upto` bytes of `live.log` (their offsets count
+/// `shift` bytes before the file's start), after checking that the file still holds what was
+/// written: each frame's bytes must hash to the hash chained in memory (cheaper than decoding
+/// it again). A tail changed behind the writer's back is refused, never sealed.
+fn seal_segment(dir: &Path, upto: u64, shift: u64, batches: &[Arc<Chained>]) -> Result<()> {
+    let live_path = dir.join(LIVE_FILE);
+    let bytes = read_all(&live_path)?;
+    if (bytes.len() as u64) < upto {
+        return Err(Error::Corrupt {
+            path: live_path,
+            reason: format!(
+                "holds {} bytes where {upto} were written and fsynced: it was truncated or replaced behind the writer",
+                bytes.len(),
+            ),
+        });
+    }
+    let raw = &bytes[..upto as usize];
+    for c in batches {
+        let at = (c.offset - shift) as usize;
+        let frame = &raw[at..at + c.len as usize];
+        let body = &frame[8..frame.len() - 32];
+        if <[u8; 32]>::from(sha2::Sha256::digest(body)) != c.hash {
+            return Err(Error::Damaged {
+                path: live_path,
+                offset: at as u64,
+                reason: format!("batch {} changed on disk after it was written", c.batch.seq),
+            });
+        }
+    }
+    segment::write(&dir.join(SEGMENTS_DIR), raw, shift, batches)?;
+    Ok(())
 }
 
 fn read_all(path: &Path) -> Result<Vec<u8>> {

@@ -18,7 +18,7 @@ const CHILD_ENV: &str = "KHETNET_RETENTION_CRASH_CHILD";
 fn opts() -> Options {
     Options {
         // Small segments, so that kills also land in the middle of seals.
-        seal_max_bytes: 128 << 10,
+        seal_max_bytes: 16 << 10,
         sign_interval: Duration::from_millis(20),
         ..Options::default()
     }

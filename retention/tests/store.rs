@@ -135,7 +135,7 @@ fn damage_followed_by_intact_batches_is_refused_not_cut() {
 fn appends_from_several_threads_are_all_chained_once() {
     let tmp = tempfile::tempdir().unwrap();
     let opts = Options {
-        seal_max_bytes: 16 << 10,
+        seal_max_bytes: 4 << 10,
         ..opts_at(t("2026-01-01T00:00:00Z"))
     };
     let store = Arc::new(Store::init(tmp.path(), &opts).unwrap());
