@@ -172,11 +172,11 @@ fn finish_block(
     }
 }
 
-/// Block endpoint filters: about 6% false positives (each costs one block read; the NAT step
+/// Block endpoint filters: about 3.5% false positives (each costs one block read; the NAT step
 /// looks at about ten minutes of blocks, a few dozen at a large district's rate). One key per
 /// translated flow, so every bit here is a bit per record.
-const BLOCK_BITS_PER_KEY: usize = 6;
-const BLOCK_K: u32 = 4;
+const BLOCK_BITS_PER_KEY: usize = 7;
+const BLOCK_K: u32 = 5;
 /// Block people filters: about 0.05% false positives (the lease step looks at two days of
 /// blocks; few blocks hold sessions and leases, so this costs little).
 const PEOPLE_BITS_PER_KEY: usize = 16;

@@ -107,7 +107,7 @@ impl Default for Options {
     fn default() -> Options {
         Options {
             retention_days: MIN_RETENTION_DAYS,
-            seal_max_bytes: 4 << 20,
+            seal_max_bytes: 8 << 20,
             seal_max_age: Duration::from_secs(3600),
             sign_interval: Duration::from_secs(60),
             clock: Clock::system(),
