@@ -3,14 +3,17 @@
 //! Layout of `segments/seg-<first>-<last>.knseg` (first and last batch, 20 digits each):
 //!
 //! ```text
-//! "KNSEG001" | block 0 | block 1 | ... | footer (JSON SegmentIndex) | footer length (u64 LE) | "KNSEGEND"
+//! "KNSEG002" | block 0 | block 1 | ... | filter bits ... | footer (JSON SegmentIndex)
+//!   | footer length (u64 LE) | "KNSEGEND"
 //! ```
 //!
-//! A block is zstd (after its plain length, u32 LE) of whole batch frames copied byte for byte from the live
-//! tail, so every batch keeps the hash it was chained with. The footer is derived data: the
-//! time ranges, a Bloom filter over every IP, port, user and MAC, the schools, per-source
-//! counts and a copy of the control batches (holds, releases, tombstones, signatures). Verify
-//! recomputes it from the blocks; search trusts it only to skip what cannot match.
+//! A block is zstd (after its plain length, u32 LE) of whole batch frames copied byte for byte
+//! from the live tail, so every batch keeps the hash it was chained with. The footer is derived
+//! data: the time ranges, Bloom filters (per segment over every IP, port, user, MAC and
+//! assigned address; per block over translated endpoints, and over users, MACs and assigned
+//! addresses), the schools, per-source counts and a copy of the control batches (holds,
+//! releases, tombstones, signatures). Verify recomputes it from the blocks; search trusts it
+//! only to skip what cannot match.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::File;
@@ -26,7 +29,7 @@ use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::record::{Body, Input, Record, Term};
 
-const HEAD_MAGIC: &[u8; 8] = b"KNSEG001";
+const HEAD_MAGIC: &[u8; 8] = b"KNSEG002";
 const TAIL_MAGIC: &[u8; 8] = b"KNSEGEND";
 /// Raw bytes of frames gathered into one compressed block (a batch is never split).
 const BLOCK_RAW_BYTES: usize = 128 << 10;
@@ -265,7 +268,9 @@ impl SegmentIndex {
 pub struct Chained {
     pub batch: Batch,
     pub hash: Hash,
-    /// Byte offset of the frame in the live tail, or in the decompressed block.
+    /// Byte offset of the frame in the live tail (for the writer's own batches, counted from
+    /// where `live.log` started when it opened it, before seals cut its start), or in the
+    /// decompressed block.
     pub offset: u64,
     pub len: u64,
 }
