@@ -180,9 +180,7 @@ async fn each_role_is_limited_as_the_table_says() {
         }
         // (method, path, body, roles that succeed, the status the others get)
         let b = format!("/api/v1/schools/{school_b}");
-        #[allow(clippy::type_complexity)] // (method, path, body, roles allowed, status otherwise)
         #[allow(clippy::type_complexity)]
-        // (method, path, body, roles allowed, status otherwise)
         let table: Vec<(Method, String, Option<Value>, &[&str], StatusCode)> = vec![
             (
                 Method::GET,

@@ -359,3 +359,24 @@ pub async fn purge(db: &Db, keep_days: u32) -> Result<u64> {
         .await?;
     Ok(done.rows_affected())
 }
+
+/// For each device of a school: (samples that answered, all samples) since `since_ms`.
+pub async fn uptime(db: &Db, school_id: i64, since_ms: i64) -> Result<HashMap<i64, (i64, i64)>> {
+    let rows = sqlx::query::<Any>(
+        "SELECT s.device_id, COUNT(CASE WHEN s.ok = 1 THEN 1 END) AS up, COUNT(*) AS total \
+         FROM device_samples s JOIN devices d ON d.id = s.device_id \
+         WHERE d.school_id = $1 AND s.at >= $2 GROUP BY s.device_id",
+    )
+    .bind(school_id)
+    .bind(since_ms)
+    .fetch_all(&db.pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get("device_id")?,
+                (r.try_get("up")?, r.try_get("total")?),
+            ))
+        })
+        .collect()
+}

@@ -94,6 +94,8 @@ pub struct Text {
     pub saved: &'static str,
     /// The service desk's pages.
     pub desk: &'static super::desk::DeskText,
+    /// The device-health pages.
+    pub devices: &'static super::devices::DevicesText,
 }
 
 pub static TH: Text = Text {
@@ -133,6 +135,7 @@ pub static TH: Text = Text {
     none: "ไม่มีข้อมูล",
     saved: "บันทึกแล้ว",
     desk: &super::desk::TH,
+    devices: &super::devices::TH,
 };
 
 pub static EN: Text = Text {
@@ -172,6 +175,7 @@ pub static EN: Text = Text {
     none: "Nothing here yet",
     saved: "Saved",
     desk: &super::desk::EN,
+    devices: &super::devices::EN,
 };
 
 #[cfg(test)]

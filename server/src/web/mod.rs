@@ -3,6 +3,7 @@
 //! domain modules as the API, so permissions and audit are the same.
 
 pub mod desk;
+pub mod devices;
 pub mod i18n;
 
 use askama::Template;
@@ -38,6 +39,7 @@ pub fn routes() -> Router<AppState> {
         .route("/account", get(account_page))
         .route("/account/password", post(password_submit))
         .merge(desk::routes())
+        .merge(devices::routes())
 }
 
 /// What every page's frame needs: language, words, who is signed in and which links to show.
