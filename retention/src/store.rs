@@ -216,6 +216,9 @@ struct Writer {
     live_shift: u64,
     /// A seal running on its own thread, if any.
     sealing: Option<Sealing>,
+    /// A sealed prefix of `live.log` (bytes, batches) not yet cut because cutting failed (a
+    /// full disk): cut before anything else is sealed, so that no two segments overlap.
+    cut_pending: Option<(u64, usize)>,
     next_seq: u64,
     next_record: u64,
     head: Hash,
@@ -494,6 +497,7 @@ impl Store {
                 live_batches,
                 live_shift: 0,
                 sealing: None,
+                cut_pending: None,
                 next_seq,
                 next_record,
                 head,
@@ -733,7 +737,7 @@ impl Store {
     /// Signs the head and starts sealing the tail on its own thread, so that appends go on
     /// meanwhile (they are durable in `live.log` already). [`Store::finish_seal`] completes it.
     fn start_seal(&self, w: &mut Writer, now: Timestamp) -> Result<()> {
-        if w.live_len == 0 || w.sealing.is_some() {
+        if w.live_len == 0 || w.sealing.is_some() || w.cut_pending.is_some() {
             return Ok(());
         }
         self.sign_locked(w, now)?;
@@ -757,25 +761,28 @@ impl Store {
     /// atomically, so a crash leaves either the old file (whose sealed batches the next opener
     /// drops) or the new one.
     fn finish_seal(&self, w: &mut Writer, wait: bool) -> Result<()> {
-        let Some(s) = w.sealing.take() else {
+        if let Some(s) = w.sealing.take() {
+            if !wait && !s.thread.is_finished() {
+                w.sealing = Some(s);
+                return Ok(());
+            }
+            s.thread.join().unwrap_or_else(|_| {
+                Err(Error::Corrupt {
+                    path: self.dir.join(LIVE_FILE),
+                    reason: "the seal thread panicked; the tail stays unsealed".into(),
+                })
+            })?;
+            w.cut_pending = Some((s.upto, s.batches));
+        }
+        let Some((upto, batches)) = w.cut_pending else {
             return Ok(());
         };
-        if !wait && !s.thread.is_finished() {
-            w.sealing = Some(s);
-            return Ok(());
-        }
         let live_path = self.dir.join(LIVE_FILE);
-        s.thread.join().unwrap_or_else(|_| {
-            Err(Error::Corrupt {
-                path: live_path.clone(),
-                reason: "the seal thread panicked; the tail stays unsealed".into(),
-            })
-        })?;
-        let mut rest = vec![0u8; (w.live_len - s.upto) as usize];
+        let mut rest = vec![0u8; (w.live_len - upto) as usize];
         {
             use std::os::unix::fs::FileExt;
             w.live
-                .read_exact_at(&mut rest, s.upto)
+                .read_exact_at(&mut rest, upto)
                 .map_err(|e| Error::io(&live_path, e))?;
         }
         fsutil::write_atomic(&live_path, &rest)?;
@@ -784,10 +791,11 @@ impl Store {
             .write(true)
             .open(&live_path)
             .map_err(|e| Error::io(&live_path, e))?;
-        w.live_len -= s.upto;
-        w.live_shift += s.upto;
+        w.cut_pending = None;
+        w.live_len -= upto;
+        w.live_shift += upto;
         w.dirty = false;
-        w.live_batches.drain(..s.batches);
+        w.live_batches.drain(..batches);
         w.live_since = w.live_batches.first().map(|c| c.batch.written_at);
         Ok(())
     }

@@ -146,6 +146,11 @@ fn appends_from_several_threads_are_all_chained_once() {
                 for b in 0..25 {
                     let n = th * 10_000 + b * 10;
                     store.append((n..n + 10).map(flow).collect()).unwrap();
+                    if th == 0 && b == 12 {
+                        // Waits for the seal that the small seal size started by now (on its
+                        // own thread) and seals again, amid the other threads' appends.
+                        store.seal_now().unwrap();
+                    }
                 }
             })
         })
