@@ -187,10 +187,18 @@ impl Store {
     }
 }
 
+/// The segment's file name, as the tombstone and the plan name it.
+fn seg_name(seg: &SegmentRef) -> String {
+    seg.path.file_name().map_or_else(
+        || segment::index_file_name(&seg.index),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
 fn tombstone(seg: &SegmentRef, now: Timestamp, actor: &str, retention_days: u32) -> Tombstone {
     let i = &seg.index;
     Tombstone {
-        segment: segment::file_name(i.first_seq, i.last_seq),
+        segment: seg_name(seg),
         first_seq: i.first_seq,
         last_seq: i.last_seq,
         prev: i.prev,
@@ -252,7 +260,7 @@ pub fn plan_purge(view: &View, now: Timestamp, retention_days: u32) -> PurgePlan
     };
     let newest = view.segments.last().map(|s| s.index.first_seq);
     for s in &view.segments {
-        let name = segment::file_name(s.index.first_seq, s.index.last_seq);
+        let name = seg_name(s);
         if Some(s.index.first_seq) == newest {
             plan.kept.push(Kept {
                 segment: name,

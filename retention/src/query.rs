@@ -1,8 +1,10 @@
 //! Search and attribution over a (possibly live) store.
 //!
-//! A query reads only the segments whose time range overlaps it and whose Bloom filter may
-//! hold every IP, port, user and MAC it asks for, and within those only the blocks whose time
-//! range overlaps; the live tail is always read.
+//! Through [`Store`](crate::Store), a query opens only the segments whose names' event-time
+//! range meets its window (the directory listing is the catalogue). It reads only the segments
+//! whose time range overlaps it and whose Bloom filter may hold every IP, port, user and MAC it
+//! asks for, and within those only the blocks whose time range overlaps; the live tail is
+//! always read.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -162,11 +164,18 @@ pub struct Hit {
     pub record: Record,
 }
 
-/// How much a scan read: the point of the segment filters.
+/// How much a scan read: the point of the segment names and filters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct ScanStats {
+    /// Segments whose footers were read: every segment of the view; with [`Store::search`] and
+    /// [`Store::attribute`], only those whose names' event times meet the query's window.
+    ///
+    /// [`Store::search`]: crate::Store::search
+    /// [`Store::attribute`]: crate::Store::attribute
     pub segments: u64,
+    /// Segments whose Bloom filter may hold what was asked, and so whose blocks were looked at.
     pub segments_read: u64,
+    /// Blocks decompressed and decoded.
     pub blocks_read: u64,
 }
 
@@ -499,7 +508,7 @@ impl crate::store::Store {
     /// Searches, after recording who asked what in the access log.
     pub fn search(&self, actor: &str, q: &Query) -> Result<(Vec<Hit>, ScanStats)> {
         self.log_access(actor, "search", &q.describe())?;
-        search(&self.view()?, q)
+        search(&self.view_between(q.from, q.to)?, q)
     }
 
     /// Attributes, after recording who asked what in the access log.
@@ -512,6 +521,8 @@ impl crate::store::Store {
     ) -> Result<Attribution> {
         let port_s = port.map_or(String::new(), |p| format!(" --port {p}"));
         self.log_access(actor, "attribute", &format!("--ip {ip}{port_s} --at {at}"))?;
-        attribute(&self.view()?, ip, port, at)
+        // Every step looks within the lease window around `at` (the NAT window lies inside it).
+        let view = self.view_between(at - LEASE_WINDOW, at + LEASE_WINDOW)?;
+        attribute(&view, ip, port, at)
     }
 }

@@ -1,6 +1,7 @@
 //! Sealed segments: immutable, compressed, indexed files of consecutive batches.
 //!
-//! Layout of `segments/seg-<first>-<last>.knseg` (first and last batch, 20 digits each):
+//! Layout of `segments/seg-<first>-<last>_<min>_<max>.knseg` (first and last batch, 20 digits
+//! each; event times of its records in Unix seconds, `none` for none; see [`index_file_name`]):
 //!
 //! ```text
 //! "KNSEG002" | block 0 | block 1 | ... | filter bits ... | footer (JSON SegmentIndex)
@@ -275,15 +276,78 @@ pub struct Chained {
     pub len: u64,
 }
 
+/// The name of a segment of batches `first..=last` that does not say its event times (the
+/// form of stores sealed before names carried them). See [`index_file_name`].
 pub fn file_name(first: u64, last: u64) -> String {
     format!("seg-{first:020}-{last:020}.knseg")
 }
 
+/// The name a segment is sealed under: its batch range and the event-time range of its records
+/// in whole Unix seconds (the earliest rounded down, the latest up), `none` when it holds no
+/// record: `seg-<first>-<last>_<min>_<max>.knseg`. The directory listing is then the
+/// catalogue: a query opens only the footers of segments whose named range meets its window.
+/// `verify` checks the name against the contents.
+pub fn index_file_name(index: &SegmentIndex) -> String {
+    let (first, last) = (index.first_seq, index.last_seq);
+    match named_events(&index.event) {
+        Some((min, max)) => format!("seg-{first:020}-{last:020}_{min}_{max}.knseg"),
+        None => format!("seg-{first:020}-{last:020}_none.knseg"),
+    }
+}
+
+/// The event-time range a segment's name gives for `event`: whole seconds, min rounded down and
+/// max rounded up; `None` when there is no event time.
+pub fn named_events(event: &Span) -> Option<(i64, i64)> {
+    let (min, max) = (event.min?, event.max?);
+    let floor = min.as_second() - i64::from(min.subsec_nanosecond() < 0);
+    let ceil = max.as_second() + i64::from(max.subsec_nanosecond() > 0);
+    Some((floor, ceil))
+}
+
+/// What a segment file's name says of its event times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NamedEvents {
+    /// A name of the older form, without times: the footer must be read to know.
+    Unknown,
+    /// The segment holds no record.
+    None,
+    /// Every record's event time lies in `[min, max]` (Unix seconds).
+    Range(i64, i64),
+}
+
+impl NamedEvents {
+    /// False only when the name rules out an event time in `[from, to]`.
+    pub fn may_overlap(self, from: Timestamp, to: Timestamp) -> bool {
+        match self {
+            NamedEvents::Unknown => true,
+            NamedEvents::None => false,
+            NamedEvents::Range(min, max) => {
+                let after = Timestamp::from_second(min).is_ok_and(|min| min > to);
+                let before = Timestamp::from_second(max).is_ok_and(|max| max < from);
+                !(after || before)
+            }
+        }
+    }
+}
+
+/// The batch range and event times a segment file's name claims, if it is a segment file.
+pub fn parse_name_events(name: &str) -> Option<(u64, u64, NamedEvents)> {
+    let rest = name.strip_prefix("seg-")?.strip_suffix(".knseg")?;
+    let (seqs, events) = match rest.split_once('_') {
+        None => (rest, NamedEvents::Unknown),
+        Some((seqs, "none")) => (seqs, NamedEvents::None),
+        Some((seqs, times)) => {
+            let (a, b) = times.split_once('_')?;
+            (seqs, NamedEvents::Range(a.parse().ok()?, b.parse().ok()?))
+        }
+    };
+    let (a, b) = seqs.split_once('-')?;
+    Some((a.parse().ok()?, b.parse().ok()?, events))
+}
+
 /// The batch range a segment file's name claims, if it is a segment file.
 pub fn parse_name(name: &str) -> Option<(u64, u64)> {
-    let rest = name.strip_prefix("seg-")?.strip_suffix(".knseg")?;
-    let (a, b) = rest.split_once('-')?;
-    Some((a.parse().ok()?, b.parse().ok()?))
+    parse_name_events(name).map(|(a, b, _)| (a, b))
 }
 
 /// The segment files in `dir`, ordered by the first batch their names claim.
@@ -522,7 +586,7 @@ pub fn write(
     out.extend_from_slice(&footer);
     out.extend_from_slice(&(footer.len() as u64).to_le_bytes());
     out.extend_from_slice(TAIL_MAGIC);
-    let path = dir.join(file_name(index.first_seq, index.last_seq));
+    let path = dir.join(index_file_name(&index));
     fsutil::write_atomic_mode(&path, &out, 0o444)?;
     Ok((path, index))
 }
@@ -795,13 +859,48 @@ mod tests {
     #[test]
     fn names_round_trip_and_others_are_ignored() {
         assert_eq!(parse_name(&file_name(3, 99)), Some((3, 99)));
+        assert_eq!(
+            parse_name_events("seg-3-99_-5_1767225601.knseg"),
+            Some((3, 99, NamedEvents::Range(-5, 1_767_225_601)))
+        );
+        assert_eq!(
+            parse_name_events("seg-3-99_none.knseg"),
+            Some((3, 99, NamedEvents::None))
+        );
+        assert_eq!(
+            parse_name_events(&file_name(3, 99)),
+            Some((3, 99, NamedEvents::Unknown))
+        );
+        let mut event = Span::default();
+        event.add("2026-01-01T00:00:00.5Z".parse().unwrap());
+        event.add("2026-01-01T00:00:09Z".parse().unwrap());
+        assert_eq!(named_events(&event), Some((1_767_225_600, 1_767_225_609)));
         for bad in [
             "seg-1.knseg",
             "seg-a-b.knseg",
+            "seg-1-2_3.knseg",
+            "seg-1-2_a_b.knseg",
             "live.log",
             "seg-1-2.knseg.tmp1",
         ] {
             assert_eq!(parse_name(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn a_named_range_rules_out_only_windows_it_cannot_meet() {
+        let t = |s: i64| Timestamp::from_second(s).unwrap();
+        let named = NamedEvents::Range(100, 200);
+        for (from, to, may) in [
+            (0, 99, false),
+            (0, 100, true),
+            (150, 160, true),
+            (200, 300, true),
+            (201, 300, false),
+        ] {
+            assert_eq!(named.may_overlap(t(from), t(to)), may, "{from}..{to}");
+        }
+        assert!(NamedEvents::Unknown.may_overlap(t(0), t(1)));
+        assert!(!NamedEvents::None.may_overlap(t(0), t(i64::from(u32::MAX))));
     }
 }

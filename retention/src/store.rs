@@ -15,6 +15,9 @@
 //!    before its batches are cut from `live.log` (the rest written to a new file, atomically);
 //!    batches of `live.log` already in a segment (a crash between the two) are dropped on open.
 //!    The segment is written on its own thread while appends go on; one seal at a time.
+//!    A segment's name gives its batch range and the event-time range of its records (whole
+//!    seconds, widened outward); readers choose segments for a time window by name alone, and
+//!    verify checks the name against the contents.
 //! 5. Segments are never modified; they are removed only by purge, after a signed tombstone
 //!    for them is durable (in the chain, or in the inbox on its way to it).
 //! 6. The chain head is signed (a `signature` batch) at every seal and whenever the last
@@ -867,14 +870,25 @@ impl Store {
     /// and fsynced), so a query does not read and decode `live.log` again; other processes
     /// read it.
     pub fn view(&self) -> Result<View> {
+        self.view_in(None)
+    }
+
+    /// Like [`Store::view`], with only the segments whose names' event-time range meets
+    /// `[from, to]`: the footers of the others are not read.
+    pub(crate) fn view_between(&self, from: Timestamp, to: Timestamp) -> Result<View> {
+        self.view_in(Some((from, to)))
+    }
+
+    fn view_in(&self, window: Option<(Timestamp, Timestamp)>) -> Result<View> {
         let Some(w) = self.lock_writer() else {
-            return View::load(&self.dir);
+            return View::load_in(&self.dir, window);
         };
         let live = w.live_batches.clone();
         drop(w);
         // A seal after the clone moved batches into a segment that the listing below sees.
-        let segments = View::load_segments(&self.dir)?;
-        let sealed_next = segments.last().map_or(0, |s| s.index.last_seq + 1);
+        let segs = segment::list(&self.dir.join(SEGMENTS_DIR))?;
+        let sealed_next = sealed_next(&segs);
+        let segments = read_segments(segs, window)?;
         let inbox = read_inbox(&self.dir)?
             .into_iter()
             .filter_map(|(_, e)| e.ok())
@@ -890,6 +904,11 @@ impl Store {
             inbox,
         })
     }
+}
+
+/// The first batch after the segments listed (their names; verify checks them).
+fn sealed_next(segs: &[(u64, u64, PathBuf)]) -> u64 {
+    segs.last().map_or(0, |(_, last, _)| last + 1)
 }
 
 /// The outcome of scanning the live tail.
@@ -1060,9 +1079,23 @@ impl SegmentRef {
     }
 }
 
-fn read_segments(segs: Vec<(u64, u64, PathBuf)>) -> Result<Vec<SegmentRef>> {
+/// Reads the footers of the segments listed; with a window, only of those whose names' event
+/// times may meet it.
+fn read_segments(
+    segs: Vec<(u64, u64, PathBuf)>,
+    window: Option<(Timestamp, Timestamp)>,
+) -> Result<Vec<SegmentRef>> {
     let mut segments = Vec::new();
     for (a, b, path) in segs {
+        if let Some((from, to)) = window {
+            let named = path
+                .file_name()
+                .and_then(|n| segment::parse_name_events(&n.to_string_lossy()))
+                .map_or(segment::NamedEvents::Unknown, |(_, _, e)| e);
+            if !named.may_overlap(from, to) {
+                continue;
+            }
+        }
         match segment::read_index(&path) {
             Ok(index) => segments.push(SegmentRef {
                 path,
@@ -1091,6 +1124,10 @@ impl View {
     /// Loads the view, retrying when a seal happened between listing segments and reading the
     /// live tail (the sealed batches would otherwise be missed).
     pub fn load(dir: &Path) -> Result<View> {
+        View::load_in(dir, None)
+    }
+
+    fn load_in(dir: &Path, window: Option<(Timestamp, Timestamp)>) -> Result<View> {
         for _ in 0..100 {
             let segs = segment::list(&dir.join(SEGMENTS_DIR))?;
             let bytes = read_all(&dir.join(LIVE_FILE))?;
@@ -1098,9 +1135,9 @@ impl View {
                 // A seal (or purge) ran meanwhile: the live tail may have lost sealed batches.
                 continue;
             }
-            let segments = read_segments(segs)?;
+            let sealed_next = sealed_next(&segs);
+            let segments = read_segments(segs, window)?;
             let scan = scan_live(&bytes);
-            let sealed_next = segments.last().map_or(0, |s| s.index.last_seq + 1);
             let live: Vec<Arc<Chained>> = scan
                 .batches
                 .into_iter()
@@ -1127,11 +1164,6 @@ impl View {
             path: dir.join(LIVE_FILE),
             reason: "the live tail does not follow the last segment".into(),
         })
-    }
-
-    /// The segments and their footers (without the live tail).
-    fn load_segments(dir: &Path) -> Result<Vec<SegmentRef>> {
-        read_segments(segment::list(&dir.join(SEGMENTS_DIR))?)
     }
 
     /// Every control batch (holds, releases, tombstones, signatures) in chain order, then those

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::batch::{self, Content, Hash, Tombstone};
 use crate::error::{Error, Result};
-use crate::segment::{self, Chained, IndexBuilder};
+use crate::segment::{self, Chained, IndexBuilder, NamedEvents};
 use crate::signing;
 use crate::store::{self, HeadFile, MIN_RETENTION_DAYS, Meta};
 
@@ -372,6 +372,22 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> Result<Report> {
                 ),
             );
         }
+        let named = segment::parse_name_events(&file_name(&path)).map(|(_, _, e)| e);
+        if let Some(NamedEvents::Range(..) | NamedEvents::None) = named {
+            let actual = segment::named_events(&idx.event)
+                .map_or(NamedEvents::None, |(a, b)| NamedEvents::Range(a, b));
+            if named != Some(actual) {
+                w.problem(
+                    ProblemKind::Altered,
+                    &name,
+                    format!(
+                        "its name gives event times {} but its footer {} (renamed? searches could miss records)",
+                        shown_named(named.unwrap_or(NamedEvents::Unknown)),
+                        shown_named(actual)
+                    ),
+                );
+            }
+        }
         fill_gap(&mut w, idx.first_seq, &name);
         let mut file = match std::fs::File::open(&path) {
             Ok(f) => f,
@@ -508,6 +524,14 @@ pub fn writer_running(dir: &Path) -> bool {
             false
         }
         Err(_) => true,
+    }
+}
+
+fn shown_named(n: NamedEvents) -> String {
+    match n {
+        NamedEvents::Range(a, b) => format!("{a}..={b} (Unix seconds)"),
+        NamedEvents::None => "none".into(),
+        NamedEvents::Unknown => "unknown".into(),
     }
 }
 

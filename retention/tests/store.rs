@@ -582,3 +582,70 @@ fn the_longest_retention_asked_for_sticks_to_the_store() {
     let cli = Store::open_shared(tmp.path(), &opts_at(t("2026-01-01T00:00:00Z"))).unwrap();
     assert_eq!(cli.options().retention_days, 365);
 }
+
+/// A store with `old_days` days of flows (four segments a day) before the day of an
+/// attribution at `at`, and that day: four segments, the last holding the NAT translation and
+/// the lease. Returns the attribution and the number of segments.
+fn attribution_after(
+    old_days: i32,
+    at: Timestamp,
+) -> (khetnet_retention::query::Attribution, usize) {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::init(tmp.path(), &opts_at(at)).unwrap();
+    let day = SignedDuration::from_hours(24);
+    let quarter = SignedDuration::from_hours(6);
+    let mut n = 0;
+    let mut seal = |start: Timestamp, extra: Vec<khetnet_retention::Record>| {
+        let mut rs: Vec<_> = (n..n + 100).map(flow).collect();
+        n += 100;
+        for r in &mut rs {
+            r.event_time = start;
+            r.receive_time = start;
+        }
+        rs.extend(extra);
+        store.append(rs).unwrap();
+        store.seal_now().unwrap();
+    };
+    for k in (1..=old_days).rev() {
+        for j in 0..4 {
+            seal(at - day * (k + 1) + quarter * j, Vec::new());
+        }
+    }
+    for j in 0..3 {
+        seal(
+            at - SignedDuration::from_hours(18) + quarter * j,
+            Vec::new(),
+        );
+    }
+    let minute = SignedDuration::from_mins(1);
+    seal(
+        at,
+        vec![
+            nat(ip("10.3.0.7"), ip("203.0.113.9"), 4024, at - minute),
+            lease(ip("10.3.0.7"), "aa:bb:cc:dd:ee:ff", at - minute * 30),
+        ],
+    );
+    let a = store
+        .attribute("somchai", ip("203.0.113.9"), Some(4024), at)
+        .unwrap();
+    let segments = store.view().unwrap().segments.len();
+    (a, segments)
+}
+
+#[test]
+fn attribution_opens_the_same_footers_however_many_older_days_are_kept() {
+    let at = t("2026-01-20T12:00:00Z");
+    let (few, few_segments) = attribution_after(2, at);
+    let (many, many_segments) = attribution_after(8, at);
+    assert_eq!((few_segments, many_segments), (12, 36));
+    for a in [&few, &many] {
+        assert_eq!(a.inside[0].ip, ip("10.3.0.7"));
+        assert_eq!(a.inside[0].macs, vec!["aa:bb:cc:dd:ee:ff".to_string()]);
+    }
+    // Only the day's four segments meet the lease window (at +- 24 h): their names say so, and
+    // the older footers are not read.
+    for a in [&few, &many] {
+        assert_eq!(a.scanned.segments, 4, "{:?}", a.scanned);
+        assert!(a.scanned.segments_read <= 4, "{:?}", a.scanned);
+    }
+}

@@ -182,14 +182,40 @@ fn an_edited_segment_index_is_named() {
 }
 
 #[test]
+fn a_segment_renamed_to_hide_its_event_times_is_named() {
+    check(
+        |dir| {
+            let seg = &segments(dir)[1];
+            let n = name(seg);
+            // seg-<first>-<last>_<min>_<max>.knseg -> a range an hour after the real one.
+            let (head, times) = n.strip_suffix(".knseg").unwrap().split_once('_').unwrap();
+            let (min, max) = times.split_once('_').unwrap();
+            let hour = 3600;
+            let renamed = format!(
+                "{head}_{}_{}.knseg",
+                min.parse::<i64>().unwrap() + hour,
+                max.parse::<i64>().unwrap() + hour
+            );
+            std::fs::rename(seg, seg.with_file_name(&renamed)).unwrap();
+            renamed
+        },
+        ProblemKind::Altered,
+    );
+}
+
+#[test]
 fn a_deleted_segment_is_named_by_its_batches() {
     check(
         |dir| {
             let seg = &segments(dir)[1];
             let n = name(seg);
             std::fs::remove_file(seg).unwrap();
-            // seg-<first>-<last>.knseg: the detail names "first..=last" without leading zeros.
+            // seg-<first>-<last>_<times>.knseg: the detail names "first..=last" without leading
+            // zeros.
             let (a, b) = n["seg-".len()..n.len() - ".knseg".len()]
+                .split_once('_')
+                .unwrap()
+                .0
                 .split_once('-')
                 .unwrap();
             format!(
