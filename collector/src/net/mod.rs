@@ -402,8 +402,12 @@ impl Collector {
             let acceptor = if name == "syslog_tls" {
                 match &settings.tls {
                     None => {
-                        status(name, Some(addr), InputState::Down(
-                            "no certificate: set collector.tls_cert and collector.tls_key (PEM) to receive syslog over TLS, or set collector.syslog_tls = \"\" to turn it off".into()));
+                        // Off, not down: TLS runs only once a certificate is configured, so a
+                        // fresh install is not reported degraded for a choice it has not made.
+                        tracing::info!(
+                            "syslog over TLS is off: set collector.tls_cert and collector.tls_key (PEM) to receive it"
+                        );
+                        status(name, Some(addr), InputState::Off);
                         continue;
                     }
                     Some(files) => match files.acceptor() {
