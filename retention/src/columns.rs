@@ -1215,7 +1215,11 @@ mod tests {
         let records: Vec<Record> = (0..20_000).map(|_| flow(0)).collect();
         let b = batch(records);
         let body = encode(&b).unwrap();
-        assert!(body.len() < 20_000, "the case needs a body smaller than its count: {}", body.len());
+        assert!(
+            body.len() < 20_000,
+            "the case needs a body smaller than its count: {}",
+            body.len()
+        );
         assert_eq!(decode(&body).unwrap(), b);
     }
 
