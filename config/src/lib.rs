@@ -528,6 +528,7 @@ mod tests {
                 "server.tls_key",
                 "server.public_url",
                 "retention.store",
+                "desk.smtp_url",
             ]
             .map(String::from),
         );

@@ -288,6 +288,13 @@ pub struct DeskConfig {
     pub reopen_window_days: u32,
     /// Approval steps per kind, in order; kinds not listed keep their defaults.
     pub approval_steps: BTreeMap<String, Vec<String>>,
+    /// SMTP server for e-mail notifications: `smtp://HOST:PORT` (plain, e.g. a local relay),
+    /// `smtp://HOST:PORT?tls=required` (STARTTLS) or `smtps://USER:PASSWORD@HOST`; unset: no
+    /// e-mail.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub smtp_url: Option<String>,
+    /// The sender of notifications.
+    pub mail_from: String,
 }
 
 impl Default for DeskConfig {
@@ -298,6 +305,8 @@ impl Default for DeskConfig {
             holidays: Vec::new(),
             reopen_window_days: 14,
             approval_steps: BTreeMap::new(),
+            smtp_url: None,
+            mail_from: "khetnet <khetnet@localhost>".into(),
         }
     }
 }
@@ -372,6 +381,22 @@ impl DeskConfig {
                 "allowed: 0 to 365",
             );
         }
+        if let Some(url) = &self.smtp_url
+            && !(url.starts_with("smtp://") || url.starts_with("smtps://"))
+        {
+            return bad(
+                "desk.smtp_url",
+                format!("{url:?}"),
+                "allowed: smtp://HOST:PORT, smtp://HOST:PORT?tls=required or smtps://USER:PASSWORD@HOST",
+            );
+        }
+        if !self.mail_from.contains('@') {
+            return bad(
+                "desk.mail_from",
+                format!("{:?}", self.mail_from),
+                "allowed: an address such as \"ICT <ict@example.go.th>\"",
+            );
+        }
         for (kind, steps) in &self.approval_steps {
             if !DESK_KINDS.contains(&kind.as_str()) {
                 return Err((
@@ -439,6 +464,12 @@ mod desk_tests {
             |c| c.reopen_window_days = 1000,
             Err("desk.reopen_window_days"),
         );
+        check(|c| c.smtp_url = Some("smtp://127.0.0.1:25".into()), Ok(()));
+        check(
+            |c| c.smtp_url = Some("mail.example".into()),
+            Err("desk.smtp_url"),
+        );
+        check(|c| c.mail_from = "nobody".into(), Err("desk.mail_from"));
         check(
             |c| {
                 c.approval_steps.insert(

@@ -140,7 +140,9 @@ pub async fn start(config: &Config, options: StartOptions) -> anyhow::Result<Run
         metrics: telemetry::metrics_handle(),
         health: health.clone(),
         devices: devices::Settings::from(&config.devices),
-        desk: Arc::new(desk::Settings::from(&config.desk)),
+        desk: Arc::new(
+            desk::Settings::from(&config.desk).with_public_url(config.server.public_url.clone()),
+        ),
     };
     let sweep = devices_sweep(state.db.clone(), state.devices.clone());
     let app = http::router(state, config.server.max_body_bytes)

@@ -12,6 +12,7 @@
 pub mod assets;
 pub mod kinds;
 pub mod loans;
+pub mod notify;
 pub mod purchase;
 pub mod register;
 pub mod reports;
@@ -21,6 +22,7 @@ pub mod workbook;
 pub mod workflow;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use kinds::Kind;
 
@@ -32,6 +34,10 @@ pub struct Settings {
     pub reopen_window_ms: i64,
     /// Approval steps per kind, overriding [`Kind::default_approval_steps`].
     pub approval_steps: HashMap<Kind, Vec<String>>,
+    /// Sends e-mail notifications, when `desk.smtp_url` is set.
+    pub mailer: Option<Arc<notify::Mailer>>,
+    /// The server's address for links in e-mails (`server.public_url`).
+    pub public_url: Option<String>,
 }
 
 impl Default for Settings {
@@ -40,6 +46,8 @@ impl Default for Settings {
             calendar: sla::Calendar::default(),
             reopen_window_ms: 14 * 86_400_000,
             approval_steps: HashMap::new(),
+            mailer: None,
+            public_url: None,
         }
     }
 }
@@ -64,11 +72,26 @@ impl From<&khetnet_config::DeskConfig> for Settings {
                 .iter()
                 .filter_map(|(kind, steps)| Some((Kind::parse(kind)?, steps.clone())))
                 .collect(),
+            mailer: c.smtp_url.as_deref().and_then(|url| {
+                notify::Mailer::new(url, &c.mail_from)
+                    .inspect_err(|error| {
+                        tracing::error!(%error, "e-mail notifications are off");
+                    })
+                    .ok()
+                    .map(Arc::new)
+            }),
+            public_url: None,
         }
     }
 }
 
 impl Settings {
+    /// Links in e-mails point to this address (`server.public_url`).
+    pub fn with_public_url(mut self, url: Option<String>) -> Settings {
+        self.public_url = url;
+        self
+    }
+
     /// The approval steps a kind needs, in order.
     pub fn approval_steps(&self, kind: Kind) -> Vec<String> {
         match self.approval_steps.get(&kind) {

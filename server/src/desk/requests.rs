@@ -548,7 +548,19 @@ pub async fn create(
     )
     .await?;
     tx.commit().await?;
+    super::notify::after_change(
+        db,
+        settings.mailer.clone(),
+        settings.public_url.clone(),
+        request.clone(),
+        true,
+        who_id(who),
+    );
     Ok(request)
+}
+
+fn who_id(who: &Who) -> Option<i64> {
+    Some(who.user_id)
 }
 
 /// Which requests to list: newest first, paged by id.
@@ -879,9 +891,18 @@ pub async fn act(
         },
     )
     .await?;
+    let changed_state = row.state != next.state;
     let row = load(&mut tx, id).await?;
     let request = full(&mut tx, settings, &row).await?;
     tx.commit().await?;
+    super::notify::after_change(
+        db,
+        settings.mailer.clone(),
+        settings.public_url.clone(),
+        request.clone(),
+        changed_state,
+        who_id(who),
+    );
     Ok(request)
 }
 
