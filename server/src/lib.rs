@@ -139,10 +139,10 @@ pub async fn start(config: &Config, options: StartOptions) -> anyhow::Result<Run
         tls: cert_files.is_some(),
         metrics: telemetry::metrics_handle(),
         health: health.clone(),
-        devices: devices::Settings::from(&config.devices),
         desk: Arc::new(
             desk::Settings::from(&config.desk).with_public_url(config.server.public_url.clone()),
         ),
+        devices: devices::Settings::from(&config.devices),
     };
     let sweep = devices_sweep(state.db.clone(), state.devices.clone());
     let app = http::router(state, config.server.max_body_bytes)
@@ -199,19 +199,67 @@ pub async fn serve(
              khetnet: it is shown only this once; sign in and change it under My account."
         );
     }
-    if with_collector {
-        // The collector's network inputs are not built yet (issue: Collector). Say so plainly
-        // rather than pretend: /healthz shows it too.
-        let detail = "the embedded collector is not available in this version; traffic logs are not being received";
-        tracing::warn!("{detail}");
-        server.health.set("collector", "down", Some(detail.into()));
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let collector = if with_collector {
+        Some(start_collector(&config, &server.health, shutdown.clone()).await?)
     } else {
-        server.health.set("collector", "disabled", None);
-    }
+        server.health.set(
+            "collector",
+            "disabled",
+            Some("started with --no-collector or collector.enabled = false".into()),
+        );
+        None
+    };
     println!("khetnet: serving {}/", server.url());
     shutdown_signal().await;
     tracing::info!("shutting down");
-    server.shutdown().await
+    let served = server.shutdown().await;
+    if let Some(collector) = collector {
+        // Stop the inputs, store what they received and sign the chain head.
+        shutdown.cancel();
+        collector.finished(Duration::from_secs(30)).await;
+    }
+    served
+}
+
+/// Opens (or creates) the retention store and starts the collector's inputs over it. An input
+/// that cannot bind (a port below 1024 without the capability, a port in use) is reported on
+/// the console and in `/healthz` with the fix, and the rest keep running.
+async fn start_collector(
+    config: &Config,
+    health: &health::Health,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<khetnet_collector::RunningCollector> {
+    let dir = config.store_dir();
+    let options = khetnet_retention::Options {
+        retention_days: config.retention.retention_days,
+        ..Default::default()
+    };
+    let store_dir = dir.clone();
+    let store = tokio::task::spawn_blocking(move || {
+        khetnet_retention::Store::open_or_init(&store_dir, &options)
+    })
+    .await
+    .context("opening the retention store")?
+    .with_context(|| format!("opening the retention store {}", dir.display()))?;
+    if let Some(recovery) = store.recovery() {
+        tracing::warn!(?recovery, "the retention store cut a torn tail on open");
+    }
+    let running = khetnet_collector::Collector::start(&config.collector, Arc::new(store), shutdown)
+        .await
+        .context("starting the collector")?;
+    for input in running.inputs() {
+        println!("khetnet: collector {input}");
+        let name = format!("collector.{}", input.name);
+        match &input.state {
+            khetnet_collector::InputState::Listening(_) => health.set(&name, "ok", None),
+            khetnet_collector::InputState::Down(why) => {
+                health.set(&name, "down", Some(why.clone()))
+            }
+            khetnet_collector::InputState::Off => {}
+        }
+    }
+    Ok(running)
 }
 
 async fn shutdown_signal() {

@@ -59,16 +59,27 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Config {
             command: ConfigCommand::Check { file },
-        } => match Config::load(Some(&file), env) {
-            Ok(_) => {
-                println!("{}: ok", file.display());
-                ExitCode::SUCCESS
+        } => {
+            // The collector's values (addresses, allow-list, secrets) are checked by the part
+            // that uses them, so `check` refuses what `serve` would.
+            let checked = Config::load(Some(&file), env)
+                .map_err(|e| e.to_string())
+                .and_then(|config| {
+                    khetnet_collector::Settings::from_config(&config.collector)
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                });
+            match checked {
+                Ok(()) => {
+                    println!("{}: ok", file.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("khetnet: {e}");
+                    ExitCode::FAILURE
+                }
             }
-            Err(e) => {
-                eprintln!("khetnet: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        }
         Command::Config {
             command: ConfigCommand::Example,
         } => {

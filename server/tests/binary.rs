@@ -7,10 +7,23 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_khetnet");
 
+/// The embedded collector on loopback ports the system picks, with one input's port taken.
+fn loopback_collector(cmd: &mut Command, taken_tcp: &str) {
+    for key in ["SYSLOG_UDP", "RELP", "RADIUS", "NETFLOW", "IPFIX"] {
+        cmd.env(format!("KHETNET_COLLECTOR_{key}"), "127.0.0.1:0");
+    }
+    cmd.env("KHETNET_COLLECTOR_SYSLOG_TCP", taken_tcp);
+    cmd.env("KHETNET_COLLECTOR_ALLOW", "127.0.0.0/8=1040100001");
+}
+
 #[test]
 fn first_start_prints_the_admin_password_and_sigterm_stops_cleanly() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_addr = taken.local_addr().unwrap().to_string();
+    let mut cmd = Command::new(BIN);
+    loopback_collector(&mut cmd, &taken_addr);
+    let mut child = cmd
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(dir.path())
         .env_remove("KHETNET_ADMIN_PASSWORD")
@@ -20,7 +33,7 @@ fn first_start_prints_the_admin_password_and_sigterm_stops_cleanly() {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let (mut password, mut url) = (None, None);
+    let (mut password, mut url, mut syslog_udp, mut tcp_down) = (None, None, None, None);
     while url.is_none() {
         let line = lines
             .next()
@@ -28,6 +41,15 @@ fn first_start_prints_the_admin_password_and_sigterm_stops_cleanly() {
             .unwrap();
         if let Some(rest) = line.split("with password ").nth(1) {
             password = Some(rest.trim().to_owned());
+        }
+        if line.contains("syslog_udp") {
+            syslog_udp = line
+                .split("listening on ")
+                .nth(1)
+                .map(|a| a.trim().to_owned());
+        }
+        if line.contains("syslog_tcp") && line.contains("DOWN") {
+            tcp_down = Some(line.clone());
         }
         if let Some(rest) = line.strip_prefix("khetnet: serving ") {
             url = Some(rest.trim_end_matches('/').to_owned());
@@ -40,6 +62,12 @@ fn first_start_prints_the_admin_password_and_sigterm_stops_cleanly() {
     assert!(
         password.len() >= 20,
         "a strong generated password: {password}"
+    );
+    let syslog_udp = syslog_udp.expect("the console says where syslog over UDP listens");
+    let tcp_down = tcp_down.expect("the console says the syslog TCP input is down");
+    assert!(
+        tcp_down.contains(&taken_addr),
+        "the down input names its address: {tcp_down}"
     );
 
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -60,43 +88,63 @@ fn first_start_prints_the_admin_password_and_sigterm_stops_cleanly() {
             .json()
             .await
             .unwrap();
-        let collector = health["components"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["name"] == "collector")
-            .cloned();
+        let component = |name: &str| {
+            health["components"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["name"] == name)
+                .cloned()
+        };
+        let udp = component("collector.syslog_udp").expect("each input is in /healthz");
+        assert_eq!(udp["status"], "ok", "{health}");
+        let tcp = component("collector.syslog_tcp").expect("the down input is in /healthz");
+        assert_eq!(tcp["status"], "down");
         assert!(
-            collector.is_some(),
-            "the embedded collector's state is reported: {health}"
+            tcp["detail"]
+                .as_str()
+                .unwrap()
+                .contains("collector.syslog_tcp"),
+            "the fix names the key"
+        );
+        assert_eq!(
+            health["status"], "degraded",
+            "the web UI keeps serving with an input down"
         );
     });
 
+    // A gateway's line reaches the store through the embedded collector.
+    let gateway = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let line =
+        b"<134>Nov 21 10:00:00 gw1 dnsmasq-dhcp[99]: DHCPACK(br0) 10.1.2.3 aa:bb:cc:dd:ee:ff pc1";
+    gateway.send_to(line, &syslog_udp).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
         assert!(
             Instant::now() < deadline,
-            "the server did not stop within 15 s of SIGTERM"
+            "the server did not stop within 30 s of SIGTERM"
         );
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "clean exit on SIGTERM: {status}");
+    let options = khetnet_retention::Options::default();
+    let store = khetnet_retention::Store::open_read(dir.path().join("store"), &options).unwrap();
+    let stored = store.status().unwrap();
+    assert_eq!(
+        stored.records, 1,
+        "the line sent over UDP was stored before exit"
+    );
 
     // A second start on the same data prints no password: it was shown only once. (It stops
     // at once on a port that is taken, after the database step that would print it.)
-    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let output = Command::new(BIN)
-        .args([
-            "serve",
-            "--no-collector",
-            "--listen",
-            &taken.local_addr().unwrap().to_string(),
-            "--data",
-        ])
+        .args(["serve", "--no-collector", "--listen", &taken_addr, "--data"])
         .arg(dir.path())
         .output()
         .unwrap();
@@ -140,6 +188,16 @@ fn config_check_names_the_bad_key() {
         ok.status.success(),
         "{}",
         String::from_utf8_lossy(&ok.stderr)
+    );
+    let bad = check("[collector]\nallow = [\"10.1.0.0/33=S1\"]\n");
+    assert!(
+        !bad.status.success(),
+        "a bad collector value is refused by check too"
+    );
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("collector.allow"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
     );
     let bad = check("[retention]\nretention_days = 7\n");
     assert!(!bad.status.success());

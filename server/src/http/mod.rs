@@ -53,7 +53,10 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/me", get(api::me))
         .route("/me/password", post(api::change_password))
         .route("/schools", get(api::list_schools).post(api::create_school))
-        .route("/schools/{id}", get(api::get_school))
+        .route(
+            "/schools/{id}",
+            get(api::get_school).patch(api::update_school),
+        )
         .route("/users", get(api::list_users).post(api::create_user))
         .route("/users/{id}", get(api::get_user).patch(api::update_user))
         .route("/users/{id}/unlock", post(api::unlock_user))
