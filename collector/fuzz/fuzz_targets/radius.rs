@@ -36,7 +36,27 @@ fuzz_target!(|data: &[u8]| {
     packet.extend_from_slice(attrs);
     match radius::decode(&packet, SECRET, &receipt) {
         Outcome::BadAuthenticator { .. } => panic!("a correctly signed request was refused"),
-        Outcome::Accepted { response, .. } => assert_eq!(response.len(), 20),
+        Outcome::Accepted { response, .. } => {
+            // An Accounting-Response: code 5, the request's identifier, its own length in the
+            // header, and the request's Proxy-State attributes echoed after the 20-byte header.
+            assert_eq!(response[..2], [5, 1]);
+            assert_eq!(usize::from(u16::from_be_bytes([response[2], response[3]])), response.len());
+            let proxy_state: usize = attributes(attrs).filter(|a| a[0] == 33).map(<[u8]>::len).sum();
+            assert_eq!(response.len(), 20 + proxy_state);
+        }
         Outcome::Malformed { .. } => {}
     }
 });
+
+/// The well-formed attributes at the start of `attrs` (type, length, value), as whole slices.
+fn attributes(mut attrs: &[u8]) -> impl Iterator<Item = &[u8]> {
+    std::iter::from_fn(move || {
+        let len = usize::from(*attrs.get(1)?);
+        if len < 2 || len > attrs.len() {
+            return None;
+        }
+        let (attr, rest) = attrs.split_at(len);
+        attrs = rest;
+        Some(attr)
+    })
+}
