@@ -44,6 +44,12 @@ pub struct Change<'a> {
     pub after: Option<Value>,
 }
 
+/// A value as the trail keeps it in `before` or `after`: its API form (never a password hash,
+/// which the API types do not carry).
+pub fn snapshot(value: &impl Serialize) -> Option<Value> {
+    Some(serde_json::to_value(value).expect("API types serialize"))
+}
+
 /// Appends one entry, inside the caller's transaction.
 pub async fn record(conn: &mut AnyConnection, actor: &Actor, change: Change<'_>) -> Result<()> {
     sqlx::query(

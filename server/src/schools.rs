@@ -156,7 +156,7 @@ pub async fn create(db: &Db, actor: &Actor, new: NewSchool) -> Result<School> {
             entity: "school",
             entity_id: Some(id),
             before: None,
-            after: Some(serde_json::to_value(&school).expect("school serializes")),
+            after: audit::snapshot(&school),
         },
     )
     .await?;
@@ -202,8 +202,8 @@ pub async fn update(db: &Db, actor: &Actor, id: i64, patch: SchoolPatch) -> Resu
             action: "school.update",
             entity: "school",
             entity_id: Some(id),
-            before: Some(serde_json::to_value(&before).expect("school serializes")),
-            after: Some(serde_json::to_value(&after).expect("school serializes")),
+            before: audit::snapshot(&before),
+            after: audit::snapshot(&after),
         },
     )
     .await?;

@@ -166,7 +166,7 @@ pub async fn create(
             entity: "user",
             entity_id: Some(id),
             before: None,
-            after: Some(serde_json::to_value(&user).expect("user serializes")),
+            after: audit::snapshot(&user),
         },
     )
     .await?;
@@ -243,7 +243,7 @@ pub async fn update(
             action: "user.update",
             entity: "user",
             entity_id: Some(id),
-            before: Some(serde_json::to_value(&before).expect("user serializes")),
+            before: audit::snapshot(&before),
             after: Some(after_json),
         },
     )
@@ -271,8 +271,8 @@ pub async fn unlock(db: &Db, actor: &Actor, id: i64) -> Result<User> {
             action: "user.unlock",
             entity: "user",
             entity_id: Some(id),
-            before: Some(serde_json::to_value(&before).expect("user serializes")),
-            after: Some(serde_json::to_value(&after).expect("user serializes")),
+            before: audit::snapshot(&before),
+            after: audit::snapshot(&after),
         },
     )
     .await?;

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{ADMIN_PASSWORD, TestServer, databases};
+use common::{TestServer, databases};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -583,7 +583,6 @@ async fn health_metrics_and_openapi() {
             }
         }
     }
-    let _ = ADMIN_PASSWORD;
     s.stop().await;
 }
 

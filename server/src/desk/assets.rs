@@ -201,7 +201,7 @@ pub async fn create_in(
             entity: "asset",
             entity_id: Some(id),
             before: None,
-            after: Some(serde_json::to_value(&asset).expect("asset serializes")),
+            after: audit::snapshot(&asset),
         },
     )
     .await?;

@@ -278,8 +278,8 @@ pub async fn revoke(db: &Db, settings: &Settings, actor: &Actor, id: i64) -> Res
             action: "agent.revoke",
             entity: "agent",
             entity_id: Some(id),
-            before: Some(serde_json::to_value(&before).expect("agent serializes")),
-            after: Some(serde_json::to_value(&after).expect("agent serializes")),
+            before: audit::snapshot(&before),
+            after: audit::snapshot(&after),
         },
     )
     .await?;
