@@ -11,7 +11,8 @@ mod sections;
 use std::path::{Path, PathBuf};
 
 pub use sections::{
-    AgentConfig, AuthConfig, CollectorConfig, DESK_KINDS, DatabaseConfig, DeskConfig,
+    ATTACHMENT_TYPES, AgentConfig, AuthConfig, CollectorConfig, DESK_KINDS, DESK_PRIORITIES,
+    DatabaseConfig, DeskConfig, SlaTarget,
     DevicesConfig, LogFormat, LogTarget, LoggingConfig, MIN_RETENTION_DAYS, RetentionConfig,
     ServerConfig,
 };

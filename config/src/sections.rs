@@ -273,8 +273,27 @@ pub const DESK_KINDS: [&str; 8] = [
     "general",
 ];
 
+/// The request priorities, as `desk.sla_targets` names them.
+pub const DESK_PRIORITIES: [&str; 4] = ["low", "normal", "high", "urgent"];
+
+/// The file types a request may carry, as `desk.attachment_types` names them; the server tells
+/// them apart by their content.
+pub const ATTACHMENT_TYPES: [&str; 6] = ["jpeg", "png", "gif", "webp", "heic", "pdf"];
+
+/// One service-level target of `desk.sla_targets`, in working minutes; an unset one keeps its
+/// default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SlaTarget {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_minutes: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolution_minutes: Option<u32>,
+}
+
 /// `[desk]`: the service desk: the working hours service levels are counted in, public
-/// holidays, how long a resolved request may be reopened, and approval steps per kind.
+/// holidays, service-level targets, how long a resolved request may be reopened, approval steps
+/// per kind, and the files a request may carry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DeskConfig {
@@ -295,6 +314,12 @@ pub struct DeskConfig {
     pub smtp_url: Option<String>,
     /// The sender of notifications.
     pub mail_from: String,
+    /// Service-level targets per kind and priority, overriding the defaults.
+    pub sla_targets: BTreeMap<String, BTreeMap<String, SlaTarget>>,
+    /// Largest file that may be attached to a request, in bytes.
+    pub attachment_max_bytes: u64,
+    /// The file types that may be attached (by content), from [`ATTACHMENT_TYPES`].
+    pub attachment_types: Vec<String>,
 }
 
 impl Default for DeskConfig {
@@ -307,6 +332,11 @@ impl Default for DeskConfig {
             approval_steps: BTreeMap::new(),
             smtp_url: None,
             mail_from: "khetnet <khetnet@localhost>".into(),
+            sla_targets: BTreeMap::new(),
+            attachment_max_bytes: 10 * 1024 * 1024,
+            attachment_types: ["jpeg", "png", "webp", "heic", "pdf"]
+                .map(String::from)
+                .to_vec(),
         }
     }
 }
@@ -405,14 +435,86 @@ impl DeskConfig {
                     format!("allowed kinds: {}", DESK_KINDS.join(", ")),
                 ));
             }
-            if steps.iter().any(|s| s.trim().is_empty()) || steps.len() > 5 {
+            let bad_name = |s: &String| {
+                let name = s.strip_prefix('@').unwrap_or(s);
+                name.is_empty()
+                    || name.trim() != name
+                    || (s.starts_with('@')
+                        && !name
+                            .chars()
+                            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-@".contains(c)))
+            };
+            if steps.iter().any(bad_name) || steps.len() > 5 {
                 return Err((
                     format!("desk.approval_steps.{kind}"),
                     format!("{steps:?}"),
-                    "allowed: up to 5 named steps, e.g. [\"group_director\", \"district_director\"]"
+                    "allowed: up to 5 named steps, e.g. [\"group_director\", \"district_director\"]; \
+                     \"@username\" for a step only that user may take"
                         .into(),
                 ));
             }
+        }
+        for (kind, priorities) in &self.sla_targets {
+            if !DESK_KINDS.contains(&kind.as_str()) {
+                return Err((
+                    format!("desk.sla_targets.{kind}"),
+                    format!("{priorities:?}"),
+                    format!("allowed kinds: {}", DESK_KINDS.join(", ")),
+                ));
+            }
+            for (priority, target) in priorities {
+                let key = format!("desk.sla_targets.{kind}.{priority}");
+                if !DESK_PRIORITIES.contains(&priority.as_str()) {
+                    return Err((
+                        key,
+                        format!("{target:?}"),
+                        format!("allowed priorities: {}", DESK_PRIORITIES.join(", ")),
+                    ));
+                }
+                let year = 480 * 260;
+                for (name, value) in [
+                    ("response_minutes", target.response_minutes),
+                    ("resolution_minutes", target.resolution_minutes),
+                ] {
+                    if let Some(v) = value
+                        && !(1..=year).contains(&v)
+                    {
+                        return Err((
+                            format!("{key}.{name}"),
+                            v.to_string(),
+                            format!("allowed: 1 to {year} working minutes (a working day is 480)"),
+                        ));
+                    }
+                }
+                if let (Some(response), Some(resolution)) =
+                    (target.response_minutes, target.resolution_minutes)
+                    && resolution < response
+                {
+                    return Err((
+                        format!("{key}.resolution_minutes"),
+                        resolution.to_string(),
+                        format!("allowed: at least the response target ({response})"),
+                    ));
+                }
+            }
+        }
+        if !(1024..=1024 * 1024 * 1024).contains(&self.attachment_max_bytes) {
+            return bad(
+                "desk.attachment_max_bytes",
+                self.attachment_max_bytes.to_string(),
+                "allowed: 1024 to 1073741824 (1 GiB)",
+            );
+        }
+        if let Some(t) = self
+            .attachment_types
+            .iter()
+            .find(|t| !ATTACHMENT_TYPES.contains(&t.as_str()))
+        {
+            return bad(
+                "desk.attachment_types",
+                format!("{t:?}"),
+                &format!("allowed: {}", ATTACHMENT_TYPES.join(", ")),
+            );
         }
         Ok(())
     }
@@ -490,6 +592,58 @@ mod desk_tests {
                 c.approval_steps.insert("loan".into(), vec![" ".into()]);
             },
             Err("desk.approval_steps.loan"),
+        );
+        check(
+            |c| {
+                c.approval_steps
+                    .insert("data_service".into(), vec!["@planning.director".into()]);
+            },
+            Ok(()),
+        );
+        for step in ["@", "@Somchai", "@som chai"] {
+            check(
+                |c| {
+                    c.approval_steps.insert("data_service".into(), vec![step.into()]);
+                },
+                Err("desk.approval_steps.data_service"),
+            );
+        }
+        let target = |response, resolution| SlaTarget {
+            response_minutes: response,
+            resolution_minutes: resolution,
+        };
+        let sla = |kind: &str, priority: &str, t: SlaTarget| {
+            let kind = kind.to_owned();
+            let priority = priority.to_owned();
+            move |c: &mut DeskConfig| {
+                c.sla_targets.entry(kind).or_default().insert(priority, t);
+            }
+        };
+        check(sla("repair", "urgent", target(Some(15), Some(120))), Ok(()));
+        check(sla("repair", "urgent", target(None, Some(60))), Ok(()));
+        check(
+            sla("fax", "urgent", target(Some(15), None)),
+            Err("desk.sla_targets.fax"),
+        );
+        check(
+            sla("repair", "soon", target(Some(15), None)),
+            Err("desk.sla_targets.repair.soon"),
+        );
+        check(
+            sla("repair", "low", target(Some(0), None)),
+            Err("desk.sla_targets.repair.low.response_minutes"),
+        );
+        check(
+            sla("loan", "high", target(Some(60), Some(30))),
+            Err("desk.sla_targets.loan.high.resolution_minutes"),
+        );
+        check(
+            |c| c.attachment_max_bytes = 10,
+            Err("desk.attachment_max_bytes"),
+        );
+        check(
+            |c| c.attachment_types = vec!["jpeg".into(), "exe".into()],
+            Err("desk.attachment_types"),
         );
     }
 }

@@ -42,6 +42,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "devices",
         include_str!("../migrations/sqlite/0003_devices.sql"),
     ),
+    (
+        4,
+        "desk_attachments",
+        include_str!("../migrations/sqlite/0004_desk_attachments.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -58,6 +63,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "devices",
         include_str!("../migrations/postgres/0003_devices.sql"),
+    ),
+    (
+        4,
+        "desk_attachments",
+        include_str!("../migrations/postgres/0004_desk_attachments.sql"),
     ),
 ];
 

@@ -16,6 +16,9 @@ pub enum Error {
     /// A uniqueness or state conflict, with a message naming what conflicts.
     #[error("{0}")]
     Conflict(String),
+    /// An upload over its limit, with a message naming the limit.
+    #[error("{0}")]
+    TooLarge(String),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
     #[error("database migration: {0}")]

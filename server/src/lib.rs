@@ -140,7 +140,9 @@ pub async fn start(config: &Config, options: StartOptions) -> anyhow::Result<Run
         metrics: telemetry::metrics_handle(),
         health: health.clone(),
         desk: Arc::new(
-            desk::Settings::from(&config.desk).with_public_url(config.server.public_url.clone()),
+            desk::Settings::from(&config.desk)
+                .with_public_url(config.server.public_url.clone())
+                .with_data_dir(data_dir),
         ),
         devices: devices::Settings::from(&config.devices),
     };

@@ -5,6 +5,8 @@
 
 mod common;
 
+use std::str::FromStr;
+
 use common::{TestServer, databases};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -1280,6 +1282,101 @@ async fn configured_approval_steps_and_reopen_window() {
                 .contains("file a new one"),
             "{problem}"
         );
+        s.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn configured_service_level_targets_change_the_due_time() {
+    for db in databases() {
+        let s = TestServer::start_with(&db, |c| {
+            c.desk
+                .sla_targets
+                .entry("repair".into())
+                .or_default()
+                .insert(
+                    "urgent".into(),
+                    khetnet_config::SlaTarget {
+                        response_minutes: Some(15),
+                        resolution_minutes: Some(60),
+                    },
+                );
+        })
+        .await;
+        let d = desk(&s).await;
+        let urgent = |kind: &str, fields: Value| {
+            json!({ "kind": kind, "title": "เครือข่ายล่มทั้งโรงเรียน", "priority": "urgent", "fields": fields })
+        };
+        let repair = file(&s, &d.ra, urgent("repair", json!({ "problem": "ไม่มีอินเทอร์เน็ต" }))).await;
+        let general = file(&s, &d.ra, urgent("general", json!({ "task": "ตรวจสอบเครือข่าย" }))).await;
+        // The configured repair targets; the general request keeps the defaults.
+        assert_eq!(
+            (
+                repair["sla"]["response_target_minutes"].as_i64(),
+                repair["sla"]["resolution_target_minutes"].as_i64()
+            ),
+            (Some(15), Some(60)),
+            "{db:?} {repair}"
+        );
+        assert_eq!(general["sla"]["resolution_target_minutes"], 240);
+        let due = |r: &Value, key: &str| {
+            jiff::Timestamp::from_str(r["sla"][key].as_str().unwrap()).unwrap()
+        };
+        let filed = jiff::Timestamp::from_str(repair["created_at"].as_str().unwrap()).unwrap();
+        assert!(filed < due(&repair, "response_due_at"));
+        assert!(due(&repair, "response_due_at") < due(&repair, "resolution_due_at"));
+        assert!(
+            due(&repair, "resolution_due_at") < due(&general, "resolution_due_at"),
+            "a 60-minute target is due before a 240-minute one: {repair} {general}"
+        );
+        // Once resolved, nothing is due any more.
+        let id = repair["id"].as_i64().unwrap();
+        ok(&s, &d.tech, id, json!({ "action": "assign", "assignee_id": d.tech_id })).await;
+        ok(&s, &d.tech, id, json!({ "action": "start" })).await;
+        let done = ok(&s, &d.tech, id, json!({ "action": "resolve" })).await;
+        assert_eq!(done["sla"]["response_due_at"], Value::Null);
+        assert_eq!(done["sla"]["resolution_due_at"], Value::Null);
+        s.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn an_approval_step_can_name_the_one_user_who_takes_it() {
+    for db in databases() {
+        let s = TestServer::start_with(&db, |c| {
+            c.desk.approval_steps.insert(
+                "data_service".into(),
+                vec!["@planning_director".into(), "group_director".into()],
+            );
+        })
+        .await;
+        let d = desk(&s).await;
+        s.user(&d.admin, "planning_director", "approver", None).await;
+        let director = s
+            .login("planning_director", "password-of-planning_director")
+            .await;
+        let r = file(
+            &s,
+            &d.ra,
+            json!({ "kind": "data_service", "title": "ข้อมูลนักเรียนรายโรงเรียน",
+                    "fields": { "data": "จำนวนนักเรียน ปีการศึกษา 2569", "purpose": "วางแผน" } }),
+        )
+        .await;
+        assert_eq!(r["approvals"]["waiting_for"], "@planning_director", "{db:?} {r}");
+        let id = r["id"].as_i64().unwrap();
+        // Any other approver may neither approve nor reject this step.
+        for action in [json!({ "action": "approve" }), json!({ "action": "reject", "comment": "ไม่" })] {
+            let (status, problem) = act(&s, &d.approver, id, action).await;
+            assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+            assert!(
+                problem["detail"].as_str().unwrap().contains("planning_director"),
+                "{problem}"
+            );
+        }
+        let r = ok(&s, &director, id, json!({ "action": "approve" })).await;
+        assert_eq!(r["approvals"]["waiting_for"], "group_director");
+        let r = ok(&s, &d.approver, id, json!({ "action": "approve" })).await;
+        assert_eq!(r["state"], "approved");
         s.stop().await;
     }
 }

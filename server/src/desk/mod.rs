@@ -10,6 +10,7 @@
 //!   exclusion constraint on PostgreSQL, a trigger on SQLite), not only this code.
 
 pub mod assets;
+pub mod attachments;
 pub mod kinds;
 pub mod loans;
 pub mod notify;
@@ -38,6 +39,11 @@ pub struct Settings {
     pub mailer: Option<Arc<notify::Mailer>>,
     /// The server's address for links in e-mails (`server.public_url`).
     pub public_url: Option<String>,
+    /// Service-level targets per kind and priority, overriding [`sla::targets`]: response and
+    /// resolution in working minutes, `None` keeping the default.
+    pub sla_targets: HashMap<(Kind, String), (Option<i64>, Option<i64>)>,
+    /// What may be attached to a request, and where files are kept.
+    pub attachments: attachments::Limits,
 }
 
 impl Default for Settings {
@@ -48,6 +54,8 @@ impl Default for Settings {
             approval_steps: HashMap::new(),
             mailer: None,
             public_url: None,
+            sla_targets: HashMap::new(),
+            attachments: attachments::Limits::default(),
         }
     }
 }
@@ -81,11 +89,55 @@ impl From<&khetnet_config::DeskConfig> for Settings {
                     .map(Arc::new)
             }),
             public_url: None,
+            sla_targets: c
+                .sla_targets
+                .iter()
+                .filter_map(|(kind, priorities)| Some((Kind::parse(kind)?, priorities)))
+                .flat_map(|(kind, priorities)| {
+                    priorities.iter().map(move |(priority, t)| {
+                        (
+                            (kind, priority.clone()),
+                            (
+                                t.response_minutes.map(i64::from),
+                                t.resolution_minutes.map(i64::from),
+                            ),
+                        )
+                    })
+                })
+                .collect(),
+            attachments: attachments::Limits {
+                max_bytes: c.attachment_max_bytes,
+                types: c
+                    .attachment_types
+                    .iter()
+                    .filter_map(|t| attachments::FileType::parse(t))
+                    .collect(),
+                ..default.attachments
+            },
         }
     }
 }
 
 impl Settings {
+    /// Files are kept under `<data_dir>/attachments`.
+    pub fn with_data_dir(mut self, data_dir: &std::path::Path) -> Settings {
+        self.attachments.dir = data_dir.join("attachments");
+        self
+    }
+
+    /// The service-level targets of a kind at a priority: the configured ones
+    /// (`desk.sla_targets`), else the defaults.
+    pub fn targets(&self, kind: Kind, priority: &str) -> sla::Targets {
+        let default = sla::targets(kind, priority);
+        match self.sla_targets.get(&(kind, priority.to_owned())) {
+            Some(&(response, resolution)) => sla::Targets {
+                response_minutes: response.unwrap_or(default.response_minutes),
+                resolution_minutes: resolution.unwrap_or(default.resolution_minutes),
+            },
+            None => default,
+        }
+    }
+
     /// Links in e-mails point to this address (`server.public_url`).
     pub fn with_public_url(mut self, url: Option<String>) -> Settings {
         self.public_url = url;
@@ -105,6 +157,11 @@ impl Settings {
     }
 }
 
+/// The user an approval step names (`@username`), if it names one rather than any approver.
+pub fn named_approver(step: &str) -> Option<&str> {
+    step.strip_prefix('@').filter(|name| !name.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,6 +172,59 @@ mod tests {
             khetnet_config::DESK_KINDS,
             kinds::KINDS.map(Kind::as_str),
             "config's DESK_KINDS must list the desk's kinds"
+        );
+        assert_eq!(
+            khetnet_config::DESK_PRIORITIES,
+            requests::PRIORITIES,
+            "config's DESK_PRIORITIES must list the desk's priorities"
+        );
+        assert_eq!(
+            khetnet_config::ATTACHMENT_TYPES,
+            attachments::FILE_TYPES.map(attachments::FileType::as_str),
+            "config's ATTACHMENT_TYPES must list the types the desk recognises"
+        );
+    }
+
+    /// The default targets in `config/khetnet.example.toml` are those of [`sla::targets`].
+    #[test]
+    fn example_configuration_shows_the_default_targets() {
+        let example = include_str!("../../../config/khetnet.example.toml");
+        for kind in kinds::KINDS {
+            let mut line = format!("#   {:<18}", kind.as_str());
+            for priority in requests::PRIORITIES {
+                let t = sla::targets(kind, priority);
+                let cell = format!("{} / {}", t.response_minutes, t.resolution_minutes);
+                line.push_str(&format!("{cell:<12}"));
+            }
+            let line = line.trim_end();
+            assert!(
+                example.lines().any(|l| l == line),
+                "config/khetnet.example.toml lacks the line\n{line}"
+            );
+        }
+    }
+
+    #[test]
+    fn configured_targets_override_the_defaults() {
+        let mut c = khetnet_config::DeskConfig::default();
+        c.sla_targets.entry("repair".into()).or_default().insert(
+            "urgent".into(),
+            khetnet_config::SlaTarget {
+                response_minutes: None,
+                resolution_minutes: Some(120),
+            },
+        );
+        let s = Settings::from(&c);
+        assert_eq!(
+            s.targets(Kind::Repair, "urgent"),
+            sla::Targets {
+                response_minutes: 30,
+                resolution_minutes: 120
+            }
+        );
+        assert_eq!(
+            s.targets(Kind::General, "urgent"),
+            sla::targets(Kind::General, "urgent")
         );
     }
 

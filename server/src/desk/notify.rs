@@ -147,10 +147,18 @@ pub fn after_change(
                 .ok()
                 .flatten()
                 .flatten();
+        // A step that names its approver (`@username`) is mailed to that user alone.
+        let named = request
+            .approvals
+            .waiting_for
+            .as_deref()
+            .and_then(super::named_approver);
         let approvers: Vec<String> = if request.approvals.waiting_for.is_some() {
             sqlx::query_scalar::<Any, String>(
-                "SELECT email FROM users WHERE role = 'approver' AND active = 1 AND email IS NOT NULL ORDER BY id",
+                "SELECT email FROM users WHERE ($1 IS NULL AND role = 'approver' OR username = $1) \
+                 AND active = 1 AND email IS NOT NULL ORDER BY id",
             )
+            .bind(named)
             .fetch_all(&db.pool)
             .await
             .unwrap_or_default()

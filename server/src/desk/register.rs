@@ -1,6 +1,7 @@
-//! The asset register as a file: export to CSV (and XLSX, see `reports`), import from CSV, the
-//! way schools keep theirs in Excel. An import is all or nothing: the first bad row is reported
-//! with its row number (as Excel numbers it, the heading being row 1) and nothing is imported.
+//! The asset register as a file: export to CSV and XLSX (`workbook`), import from CSV or XLSX
+//! (the first sheet, read with calamine), the way schools keep theirs in Excel. Both have the
+//! same columns. An import is all or nothing: the first bad row is reported with its row
+//! number (as Excel numbers it, the heading being row 1) and nothing is imported.
 
 use std::collections::HashMap;
 
@@ -168,10 +169,112 @@ pub async fn import_csv(
     text: &str,
     school_scope: Option<i64>,
 ) -> Result<usize> {
-    let rows = parse_csv(text)?;
-    let Some((heading, data)) = rows.split_first() else {
+    let rows = parse_csv(text)?
+        .into_iter()
+        .enumerate()
+        .map(|(i, row)| (i + 1, row))
+        .collect::<Vec<_>>();
+    import_rows(db, actor, &rows, school_scope).await
+}
+
+/// Imports an XLSX register (its first sheet): every row or none.
+///
+/// # Errors
+/// As [`import_csv`]; `Invalid` with field `file` when it is not a workbook.
+pub async fn import_xlsx(
+    db: &Db,
+    actor: &Actor,
+    bytes: &[u8],
+    school_scope: Option<i64>,
+) -> Result<usize> {
+    let rows = parse_xlsx(bytes)?;
+    import_rows(db, actor, &rows, school_scope).await
+}
+
+/// The first sheet's rows as text, each with its row number as Excel shows it. Numbers read
+/// back as they were written (`2567`, `21500.5`), dates as `YYYY-MM-DD`.
+///
+/// # Errors
+/// `Invalid` (field `file`) when the bytes are not an XLSX workbook or it has no sheet; `Invalid`
+/// naming the row and cell of an error value such as `#N/A`.
+pub fn parse_xlsx(bytes: &[u8]) -> Result<Vec<(usize, Vec<String>)>> {
+    use calamine::{Data, Reader, Xlsx};
+    let not_a_workbook = |e: &dyn std::fmt::Display| {
+        Error::invalid(
+            "file",
+            format!("not an XLSX workbook ({e}); save it from Excel as .xlsx, or send CSV"),
+        )
+    };
+    let mut workbook: Xlsx<_> = calamine::open_workbook_from_rs(std::io::Cursor::new(bytes))
+        .map_err(|e| not_a_workbook(&e))?;
+    let range = workbook
+        .worksheet_range_at(0)
+        .ok_or_else(|| Error::invalid("file", "the workbook has no sheet"))?
+        .map_err(|e| not_a_workbook(&e))?;
+    let Some((first_row, first_col)) = range.start() else {
+        return Ok(Vec::new());
+    };
+    let mut rows = Vec::new();
+    for (i, cells) in range.rows().enumerate() {
+        let row_no = first_row as usize + i + 1;
+        // Cells left of the used range are empty.
+        let mut row = vec![String::new(); first_col as usize];
+        for (j, cell) in cells.iter().enumerate() {
+            row.push(match cell {
+                Data::Empty => String::new(),
+                Data::String(s) | Data::DateTimeIso(s) | Data::DurationIso(s) => s.clone(),
+                Data::Int(n) => n.to_string(),
+                Data::Float(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", *f as i64),
+                Data::Float(f) => f.to_string(),
+                Data::Bool(b) => (if *b { "TRUE" } else { "FALSE" }).to_owned(),
+                Data::DateTime(d) => excel_date(d.as_f64()),
+                Data::Error(e) => {
+                    let column = first_col as usize + j;
+                    return Err(Error::invalid(
+                        &format!("row {row_no}"),
+                        format!("cell {}{row_no} holds the error {e}", column_letters(column)),
+                    ));
+                }
+            });
+        }
+        rows.push((row_no, row));
+    }
+    Ok(rows)
+}
+
+/// `YYYY-MM-DD` of an Excel serial date (1900 date system).
+fn excel_date(serial: f64) -> String {
+    jiff::civil::date(1899, 12, 30)
+        .checked_add(jiff::Span::new().days(serial.floor() as i64))
+        .map(|d| d.to_string())
+        .unwrap_or_default()
+}
+
+/// Excel's name of a 0-based column: A, B, ..., Z, AA, ...
+fn column_letters(mut column: usize) -> String {
+    let mut name = Vec::new();
+    loop {
+        name.push(b'A' + (column % 26) as u8);
+        if column < 26 {
+            break;
+        }
+        column = column / 26 - 1;
+    }
+    name.reverse();
+    String::from_utf8(name).unwrap_or_default()
+}
+
+/// Imports rows (the heading first), each with its row number: every row or none.
+async fn import_rows(
+    db: &Db,
+    actor: &Actor,
+    rows: &[(usize, Vec<String>)],
+    school_scope: Option<i64>,
+) -> Result<usize> {
+    let Some(((heading_no, heading), data)) = rows.split_first() else {
         return Err(Error::invalid("row 1", "the file is empty"));
     };
+    let heading_field = format!("row {heading_no}");
     let index: HashMap<&str, usize> = heading
         .iter()
         .enumerate()
@@ -180,7 +283,7 @@ pub async fn import_csv(
     for (i, h) in heading.iter().enumerate() {
         if !COLUMNS.contains(&h.trim()) {
             return Err(Error::invalid(
-                "row 1",
+                &heading_field,
                 format!(
                     "column {} {:?} is not one of {}",
                     i + 1,
@@ -193,7 +296,7 @@ pub async fn import_csv(
     for required in ["asset_number", "category", "school_code"] {
         if !index.contains_key(required) {
             return Err(Error::invalid(
-                "row 1",
+                &heading_field,
                 format!("the column {required} is missing"),
             ));
         }
@@ -205,8 +308,8 @@ pub async fn import_csv(
         .collect();
     let mut tx = db.begin_write().await?;
     let mut count = 0;
-    for (n, row) in data.iter().enumerate() {
-        let row_no = n + 2;
+    for (row_no, row) in data {
+        let row_no = *row_no;
         if row.iter().all(|c| c.trim().is_empty()) {
             continue;
         }
@@ -288,5 +391,36 @@ mod tests {
         check("a\n\"x, \"\"y\"\"\nz\"", &[&["a"], &["x, \"y\"\nz"]]);
         check("a,,c\n", &[&["a", "", "c"]]);
         assert!(parse_csv("a\n\"open").is_err());
+    }
+
+    #[test]
+    fn xlsx_cells_as_text() {
+        assert_eq!(excel_date(46022.0), "2025-12-31");
+        assert_eq!(excel_date(1.0), "1899-12-31");
+        let names: Vec<String> = [0, 1, 25, 26, 27, 51, 52, 701, 702]
+            .map(column_letters)
+            .to_vec();
+        assert_eq!(names, ["A", "B", "Z", "AA", "AB", "AZ", "BA", "ZZ", "AAA"]);
+        let bytes = crate::desk::workbook::table(
+            "ครุภัณฑ์",
+            &["asset_number", "school_code", "budget_year", "price"],
+            [[
+                "7440-001-0001/67".to_owned(),
+                "0107".to_owned(),
+                "2567".to_owned(),
+                "21500.5".to_owned(),
+            ]],
+            &[2, 3],
+        )
+        .unwrap();
+        assert_eq!(
+            parse_xlsx(&bytes).unwrap(),
+            [
+                (1, ["asset_number", "school_code", "budget_year", "price"].map(String::from).to_vec()),
+                (2, ["7440-001-0001/67", "0107", "2567", "21500.5"].map(String::from).to_vec()),
+            ]
+        );
+        let err = parse_xlsx(b"asset_number,category\n").unwrap_err().to_string();
+        assert!(err.starts_with("file: not an XLSX workbook"), "{err}");
     }
 }

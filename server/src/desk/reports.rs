@@ -122,7 +122,7 @@ pub async fn summary(
             let kind = Kind::parse(&kind).unwrap_or(Kind::General);
             let status = sla::status(
                 &settings.calendar,
-                sla::targets(kind, &priority),
+                settings.targets(kind, &priority),
                 sla::Clock {
                     start: Some(start),
                     responded: row.try_get("responded_at")?,

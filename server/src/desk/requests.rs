@@ -151,6 +151,9 @@ pub struct Request {
     pub asset_ids: Option<Vec<i64>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub history: Option<Vec<Event>>,
+    /// Files attached to it (photos, scans), oldest first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attachments: Option<Vec<super::attachments::Attachment>>,
 }
 
 /// The stored row, before it is shown.
@@ -256,7 +259,7 @@ impl Row_ {
             rating_comment: self.rating_comment.clone(),
             sla: sla::status(
                 &settings.calendar,
-                sla::targets(self.kind, &self.priority),
+                settings.targets(self.kind, &self.priority),
                 clock,
                 now,
             ),
@@ -269,6 +272,7 @@ impl Row_ {
             closed_at: self.closed_at.map(rfc3339),
             asset_ids: None,
             history: None,
+            attachments: None,
         }
     }
 }
@@ -362,6 +366,7 @@ async fn full(conn: &mut AnyConnection, settings: &Settings, row: &Row_) -> Resu
     let mut request = row.show(settings, now_ms());
     request.asset_ids = Some(asset_ids(conn, row.id).await?);
     request.history = Some(history(conn, row.id).await?);
+    request.attachments = Some(super::attachments::of_request(conn, row.id).await?);
     Ok(request)
 }
 
@@ -721,6 +726,19 @@ pub async fn act(
         next.waiting_since = None;
     }
 
+    if matches!(action, Action::Approve | Action::Reject) {
+        let step = steps
+            .get(row.approvals_done as usize)
+            .map(String::as_str)
+            .unwrap_or_default();
+        if let Some(name) = super::named_approver(step)
+            && name != actor.username
+        {
+            return Err(Error::Conflict(format!(
+                "step {step} is for {name} alone to approve or reject"
+            )));
+        }
+    }
     match action {
         Action::Approve => {
             let step = steps

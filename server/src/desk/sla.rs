@@ -65,6 +65,40 @@ impl Calendar {
         }
         total
     }
+
+    /// The instant `ms` of working time after `from_ms`: the inverse of [`Calendar::working_ms`]
+    /// (`working_ms(from, add_working_ms(from, ms)) == ms`). Looks at most 30 years ahead.
+    pub fn add_working_ms(&self, from_ms: i64, ms: i64) -> i64 {
+        if ms <= 0 {
+            return from_ms;
+        }
+        let offset_ms = i64::from(crate::BANGKOK.seconds()) * 1000;
+        let of_day = |t: Time| -> i64 {
+            (i64::from(t.hour()) * 3600 + i64::from(t.minute()) * 60 + i64::from(t.second())) * 1000
+        };
+        let (open, close) = (of_day(self.day_start), of_day(self.day_end));
+        let mut cursor = from_ms + offset_ms;
+        let mut day = cursor.div_euclid(DAY_MS);
+        let mut left = ms;
+        for _ in 0..366 * 30 {
+            let date = Date::constant(1970, 1, 1)
+                .checked_add(jiff::Span::new().days(day))
+                .unwrap_or(Date::MAX);
+            if self.is_working_day(date) {
+                let lo = (day * DAY_MS + open).max(cursor);
+                let hi = day * DAY_MS + close;
+                if hi > lo {
+                    if lo + left <= hi {
+                        return lo + left - offset_ms;
+                    }
+                    left -= hi - lo;
+                }
+            }
+            day += 1;
+            cursor = day * DAY_MS;
+        }
+        cursor - offset_ms
+    }
 }
 
 /// Response and resolution targets in working minutes.
@@ -123,6 +157,10 @@ pub struct Status {
     pub paused: bool,
     /// Whether the clock runs at all (it starts after approval).
     pub running: bool,
+    /// When the first response is due, until there is one (RFC 3339).
+    pub response_due_at: Option<String>,
+    /// When the resolution is due, while the clock runs; a pause on the requester moves it.
+    pub resolution_due_at: Option<String>,
 }
 
 /// Evaluates a request's clock at `now`.
@@ -137,6 +175,8 @@ pub fn status(calendar: &Calendar, targets: Targets, clock: Clock, now: i64) -> 
             resolution_breached: false,
             paused: false,
             running: false,
+            response_due_at: None,
+            resolution_due_at: None,
         };
     };
     let response_ms = calendar.working_ms(start, clock.responded.unwrap_or(now));
@@ -157,6 +197,15 @@ pub fn status(calendar: &Calendar, targets: Targets, clock: Clock, now: i64) -> 
         resolution_breached: resolution_ms > targets.resolution_minutes * 60_000,
         paused: clock.paused_since.is_some() && clock.resolved.is_none(),
         running: clock.resolved.is_none(),
+        response_due_at: (clock.responded.is_none() && clock.resolved.is_none()).then(|| {
+            crate::db::rfc3339(calendar.add_working_ms(start, targets.response_minutes * 60_000))
+        }),
+        resolution_due_at: clock.resolved.is_none().then(|| {
+            crate::db::rfc3339(calendar.add_working_ms(
+                start,
+                targets.resolution_minutes * 60_000 + clock.paused_ms + current_pause,
+            ))
+        }),
     }
 }
 
@@ -198,6 +247,30 @@ mod tests {
         check("2026-11-16 08:30", "2026-11-20 16:30", &[], 5 * 480); // a full week
         check("2026-11-20 17:00", "2026-11-20 08:00", &[], 0); // backwards
         check("2026-12-31 16:00", "2027-01-04 08:45", &["2027-01-01"], 45); // New Year
+    }
+
+    #[test]
+    fn due_times() {
+        let calendar = Calendar {
+            holidays: ["2026-12-10".parse().unwrap()].into(),
+            ..Calendar::default()
+        };
+        let check = |from: &str, minutes: i64, expected: &str| {
+            let due = calendar.add_working_ms(at(from), minutes * 60_000);
+            assert_eq!(due, at(expected), "{from} + {minutes} working minutes");
+            assert_eq!(
+                calendar.working_ms(at(from), due),
+                minutes * 60_000,
+                "the inverse of working_ms"
+            );
+        };
+        check("2026-11-20 09:00", 90, "2026-11-20 10:30");
+        check("2026-11-20 07:00", 30, "2026-11-20 09:00"); // before opening
+        check("2026-11-20 16:00", 60, "2026-11-23 09:00"); // over a weekend
+        check("2026-11-21 11:00", 480, "2026-11-23 16:30"); // filed on a Saturday
+        check("2026-12-09 16:00", 60, "2026-12-11 09:00"); // Constitution Day
+        check("2026-11-16 08:30", 5 * 480, "2026-11-20 16:30");
+        assert_eq!(calendar.add_working_ms(at("2026-11-21 11:00"), 0), at("2026-11-21 11:00"));
     }
 
     #[test]

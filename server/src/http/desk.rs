@@ -7,13 +7,16 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
+use axum::extract::Multipart;
+use axum::extract::multipart::MultipartRejection;
+
 use super::AppState;
-use super::error::ApiResult;
+use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath, ApiQuery, ApiUser};
 use crate::auth::Principal;
 use crate::db::now_ms;
 use crate::desk::requests::{self, ActionBody, NewRequest, Who};
-use crate::desk::{assets, loans, purchase, register, reports};
+use crate::desk::{assets, attachments, loans, purchase, register, reports};
 use crate::roles::Permission;
 
 pub fn routes() -> Router<AppState> {
@@ -344,20 +347,198 @@ async fn export_assets(
         .into_response())
 }
 
-/// `POST /api/v1/assets/import` with a CSV body: every row or none; the first bad row is named.
+/// `POST /api/v1/assets/import` with a CSV or XLSX body (told apart by its content): every row
+/// or none; the first bad row is named.
 async fn import_assets(
     State(state): State<AppState>,
     user: ApiUser,
     body: axum::body::Bytes,
 ) -> ApiResult<impl IntoResponse> {
     user.require(Permission::AssetsManage)?;
+    if body.starts_with(b"PK\x03\x04") {
+        let imported =
+            register::import_xlsx(&state.db, &user.actor, &body, user.school_scope()).await?;
+        return Ok((
+            StatusCode::CREATED,
+            Json(serde_json::json!({ "imported": imported })),
+        ));
+    }
     let text = std::str::from_utf8(&body).map_err(|_| super::error::ApiError::Invalid {
         field: "body".into(),
-        message: "send the CSV as UTF-8 (Excel: Save As, CSV UTF-8)".into(),
+        message: "send the .xlsx workbook itself, or CSV as UTF-8 (Excel: Save As, CSV UTF-8)"
+            .into(),
     })?;
     let imported = register::import_csv(&state.db, &user.actor, text, user.school_scope()).await?;
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({ "imported": imported })),
     ))
+}
+
+/// The largest upload body: the file limit plus room for the multipart framing.
+fn upload_body_limit(limits: &attachments::Limits) -> usize {
+    usize::try_from(limits.max_bytes)
+        .unwrap_or(usize::MAX)
+        .saturating_add(64 * 1024)
+}
+
+/// Routes that take or give files. They are merged outside `server.max_body_bytes`: uploads
+/// have their own limit (`desk.attachment_max_bytes`), which the handlers check so that a
+/// refusal names it.
+pub fn file_routes(limits: &attachments::Limits) -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/v1/requests/{request_id}/attachments",
+            get(list_attachments).post(upload_attachments),
+        )
+        .route(
+            "/api/v1/requests/{request_id}/attachments/{attachment_id}",
+            get(download_attachment),
+        )
+        .merge(crate::web::desk::file_routes())
+        .layer(axum::extract::DefaultBodyLimit::max(upload_body_limit(
+            limits,
+        )))
+}
+
+/// Stores every file part of a multipart body (an input left empty in a browser form sends
+/// an empty part without a name: it is skipped) and returns each with the name it was sent
+/// under. Nothing is stored past the first refusal.
+///
+/// # Errors
+/// 413 naming the limit for a file (or body) over it; 422 for a type that is not allowed; 400
+/// for a body that is not multipart.
+pub async fn receive_files(
+    headers: &axum::http::HeaderMap,
+    multipart: Result<Multipart, MultipartRejection>,
+    limits: &attachments::Limits,
+) -> ApiResult<Vec<(String, attachments::Stored)>> {
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > upload_body_limit(limits)) {
+        return Err(limits.too_large().into());
+    }
+    let mut multipart = multipart.map_err(|e| {
+        ApiError::BadRequest(format!(
+            "send the file as multipart/form-data in a field named file ({})",
+            e.body_text()
+        ))
+    })?;
+    let read_error = |e: axum::extract::multipart::MultipartError| -> ApiError {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            limits.too_large().into()
+        } else {
+            ApiError::BadRequest(format!("the upload could not be read: {}", e.body_text()))
+        }
+    };
+    let mut files = Vec::new();
+    while let Some(mut field) = multipart.next_field().await.map_err(read_error)? {
+        let Some(name) = field.file_name().map(str::to_owned) else {
+            continue;
+        };
+        let mut upload = attachments::Upload::begin(limits)?;
+        while let Some(chunk) = field.chunk().await.map_err(read_error)? {
+            upload.write(&chunk)?;
+        }
+        if name.is_empty() && upload.size() == 0 {
+            continue;
+        }
+        let stored = tokio::task::spawn_blocking(move || upload.finish())
+            .await
+            .map_err(|e| {
+                ApiError::Internal(crate::Error::Io {
+                    context: "storing an attachment".into(),
+                    source: std::io::Error::other(e.to_string()),
+                })
+            })??;
+        files.push((name, stored));
+    }
+    Ok(files)
+}
+
+/// The download of an attachment: never shown inline as a page, never sniffed.
+pub async fn attachment_response(
+    state: &AppState,
+    who: &Who,
+    request_id: i64,
+    attachment_id: i64,
+) -> ApiResult<axum::response::Response> {
+    use axum::http::header;
+    let (attachment, path) = attachments::open(
+        &state.db,
+        &state.desk.attachments,
+        who,
+        request_id,
+        attachment_id,
+    )
+    .await?;
+    let bytes = tokio::fs::read(&path).await.map_err(|source| {
+        ApiError::Internal(crate::Error::Io {
+            context: format!("reading {}", path.display()),
+            source,
+        })
+    })?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, attachment.content_type.clone()),
+            (
+                header::CONTENT_DISPOSITION,
+                attachments::content_disposition(&attachment.file_name),
+            ),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; sandbox".to_owned(),
+            ),
+            (header::CACHE_CONTROL, "private, no-cache".to_owned()),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+/// `POST /api/v1/requests/{id}/attachments`: multipart with one or more `file` parts.
+async fn upload_attachments(
+    State(state): State<AppState>,
+    user: ApiUser,
+    ApiPath(id): ApiPath<i64>,
+    headers: axum::http::HeaderMap,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> ApiResult<impl IntoResponse> {
+    let who = who(&user.principal);
+    attachments::check_may_attach(&state.db, &who, id).await?;
+    let files = receive_files(&headers, multipart, &state.desk.attachments).await?;
+    if files.is_empty() {
+        return Err(ApiError::Invalid {
+            field: "file".into(),
+            message: "attach a file in a multipart/form-data field named file".into(),
+        });
+    }
+    let mut created = Vec::new();
+    for (name, stored) in files {
+        created
+            .push(attachments::attach(&state.db, &user.actor, &who, id, &name, &stored).await?);
+    }
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// `GET /api/v1/requests/{id}/attachments`
+async fn list_attachments(
+    State(state): State<AppState>,
+    user: ApiUser,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Json<Vec<attachments::Attachment>>> {
+    let request = requests::get(&state.db, &state.desk, &who(&user.principal), id).await?;
+    Ok(Json(request.attachments.unwrap_or_default()))
+}
+
+/// `GET /api/v1/requests/{id}/attachments/{attachment_id}`
+async fn download_attachment(
+    State(state): State<AppState>,
+    user: ApiUser,
+    ApiPath((id, attachment_id)): ApiPath<(i64, i64)>,
+) -> ApiResult<axum::response::Response> {
+    attachment_response(&state, &who(&user.principal), id, attachment_id).await
 }

@@ -20,6 +20,8 @@ pub enum ApiError {
     Forbidden,
     NotFound,
     Conflict(String),
+    /// An upload over its limit; the message names the limit.
+    TooLarge(String),
     TooManyRequests {
         retry_after_secs: u64,
     },
@@ -44,6 +46,7 @@ impl From<Error> for ApiError {
             Error::NotFound => ApiError::NotFound,
             Error::Forbidden => ApiError::Forbidden,
             Error::Conflict(message) => ApiError::Conflict(message),
+            Error::TooLarge(message) => ApiError::TooLarge(message),
             other => ApiError::Internal(other),
         }
     }
@@ -52,6 +55,23 @@ impl From<Error> for ApiError {
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         ApiError::Internal(Error::Database(e))
+    }
+}
+
+impl ApiError {
+    /// The status the error is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
     }
 }
 
@@ -98,6 +118,13 @@ impl IntoResponse for ApiError {
                 StatusCode::CONFLICT,
                 "conflict",
                 "Conflict",
+                m.clone(),
+                None,
+            ),
+            ApiError::TooLarge(m) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too-large",
+                "Too large",
                 m.clone(),
                 None,
             ),

@@ -70,8 +70,9 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(crate::web::routes())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
-        .layer(middleware::from_fn(record_metrics))
         .layer(RequestBodyLimitLayer::new(max_body_bytes))
+        .merge(desk::file_routes(&state.desk.attachments))
+        .layer(middleware::from_fn(record_metrics))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");

@@ -36,6 +36,20 @@ pub fn routes() -> Router<AppState> {
         .route("/assets/{id}/label", get(asset_label))
 }
 
+/// The pages that take or give files; `crate::http::desk::file_routes` merges them with the
+/// upload limit instead of `server.max_body_bytes`.
+pub fn file_routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/desk/requests/{id}/attachments",
+            axum::routing::post(attachment_upload),
+        )
+        .route(
+            "/desk/requests/{id}/attachments/{attachment_id}",
+            get(attachment_download),
+        )
+}
+
 /// The desk's words in Thai and English (a field of [`Text`], so both languages are checked).
 pub struct DeskText {
     pub desk: &'static str,
@@ -84,6 +98,12 @@ pub struct DeskText {
     pub report_repair: &'static str,
     pub next_page: &'static str,
     pub approved: &'static str,
+    pub due: &'static str,
+    pub attachments: &'static str,
+    pub attach: &'static str,
+    pub choose_file: &'static str,
+    pub take_photo: &'static str,
+    pub max_size: &'static str,
     /// Form fields, by the names of the kinds' forms.
     pub f_problem: &'static str,
     pub f_location: &'static str,
@@ -183,6 +203,12 @@ pub static TH: DeskText = DeskText {
     report_repair: "แจ้งซ่อมเครื่องนี้",
     next_page: "หน้าถัดไป",
     approved: "อนุมัติแล้ว",
+    due: "กำหนดเสร็จ",
+    attachments: "ไฟล์แนบ",
+    attach: "แนบไฟล์",
+    choose_file: "เลือกไฟล์ (รูปภาพหรือ PDF)",
+    take_photo: "ถ่ายรูปด้วยกล้อง",
+    max_size: "ขนาดไม่เกิน",
     f_problem: "อาการเสีย",
     f_location: "สถานที่",
     f_from: "ยืมตั้งแต่วันที่",
@@ -281,6 +307,12 @@ pub static EN: DeskText = DeskText {
     report_repair: "Report a repair of this asset",
     next_page: "Next page",
     approved: "approved",
+    due: "Due",
+    attachments: "Attachments",
+    attach: "Attach",
+    choose_file: "Choose a file (picture or PDF)",
+    take_photo: "Take a photo with the camera",
+    max_size: "Up to",
     f_problem: "Problem",
     f_location: "Location",
     f_from: "From",
@@ -702,6 +734,20 @@ struct RequestPage {
     technicians: Vec<(i64, String)>,
     reasons: Vec<(&'static str, &'static str)>,
     error: Option<String>,
+    files: Vec<FileLine>,
+    may_attach: bool,
+    accept: String,
+    max_size: String,
+}
+
+/// An attached file as the request page lists it.
+struct FileLine {
+    url: String,
+    name: String,
+    size_kib: u64,
+    uploader: String,
+    at: String,
+    picture: bool,
 }
 
 async fn request_view(
@@ -709,7 +755,7 @@ async fn request_view(
     user: &WebUser,
     lang: PageLang,
     id: i64,
-    error: Option<String>,
+    error: Option<(StatusCode, String)>,
 ) -> Response {
     let Some(w) = who(user) else {
         return see_other("/login");
@@ -795,14 +841,32 @@ async fn request_view(
             comment: e.comment.unwrap_or_default(),
         })
         .collect();
-    let status = if error.is_some() {
-        StatusCode::CONFLICT
-    } else {
-        StatusCode::OK
+    let files = r
+        .attachments
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|a| FileLine {
+            url: format!("/desk/requests/{}/attachments/{}", r.id, a.id),
+            picture: a.file_type().is_some_and(|t| t.is_picture()),
+            size_kib: (a.size as u64).div_ceil(1024),
+            name: a.file_name,
+            uploader: a.uploader,
+            at: a.uploaded_at,
+        })
+        .collect();
+    let status = match &error {
+        Some((status, _)) => *status,
+        None => StatusCode::OK,
     };
+    let error = error.map(|(_, message)| message);
     render(
         status,
         &RequestPage {
+            files,
+            may_attach: allowed.contains(&Action::Comment),
+            accept: state.desk.attachments.accept(),
+            max_size: state.desk.attachments.max_size_text(),
             kind: kind_label(t, &r.kind),
             state: state_label(t, &r.state),
             fields,
@@ -861,8 +925,65 @@ async fn request_act(
     match requests::act(&state.db, &state.desk, &user.actor, &w, id, body).await {
         Ok(_) => see_other(&format!("/desk/requests/{id}")),
         Err(crate::Error::NotFound) => ApiError::NotFound.into_response(),
-        Err(e) => request_view(&state, &user, lang, id, Some(message(e.into()))).await,
+        Err(e) => {
+            let error = (StatusCode::CONFLICT, message(e.into()));
+            request_view(&state, &user, lang, id, Some(error)).await
+        }
     }
+}
+
+/// `POST /desk/requests/{id}/attachments`: the request page's file form (a phone's camera or
+/// gallery); back to the request, or the request with the refusal shown.
+async fn attachment_upload(
+    State(state): State<AppState>,
+    user: WebUser,
+    lang: PageLang,
+    Path(id): Path<i64>,
+    headers: axum::http::HeaderMap,
+    multipart: Result<axum::extract::Multipart, axum::extract::multipart::MultipartRejection>,
+) -> Response {
+    let Some(w) = who(&user) else {
+        return see_other("/login");
+    };
+    let stored = async {
+        crate::desk::attachments::check_may_attach(&state.db, &w, id).await?;
+        let files =
+            crate::http::desk::receive_files(&headers, multipart, &state.desk.attachments).await?;
+        if files.is_empty() {
+            return Err(ApiError::Invalid {
+                field: "file".into(),
+                message: "choose a file or take a photo first".into(),
+            });
+        }
+        for (name, stored) in files {
+            crate::desk::attachments::attach(&state.db, &user.actor, &w, id, &name, &stored)
+                .await?;
+        }
+        Ok::<(), ApiError>(())
+    }
+    .await;
+    match stored {
+        Ok(()) => see_other(&format!("/desk/requests/{id}")),
+        Err(ApiError::NotFound) => ApiError::NotFound.into_response(),
+        Err(e) => {
+            let status = e.status();
+            request_view(&state, &user, lang, id, Some((status, message(e)))).await
+        }
+    }
+}
+
+/// `GET /desk/requests/{id}/attachments/{attachment_id}`
+async fn attachment_download(
+    State(state): State<AppState>,
+    user: WebUser,
+    Path((id, attachment_id)): Path<(i64, i64)>,
+) -> Response {
+    let Some(w) = who(&user) else {
+        return see_other("/login");
+    };
+    crate::http::desk::attachment_response(&state, &w, id, attachment_id)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
 }
 
 #[derive(Template)]

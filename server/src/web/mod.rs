@@ -106,7 +106,10 @@ fn render(status: StatusCode, template: &impl Template) -> Response {
 fn message(e: ApiError) -> String {
     match e {
         ApiError::Invalid { field, message } => format!("{field}: {message}"),
-        ApiError::Conflict(m) | ApiError::BadRequest(m) | ApiError::Unauthorized(m) => m,
+        ApiError::Conflict(m)
+        | ApiError::BadRequest(m)
+        | ApiError::Unauthorized(m)
+        | ApiError::TooLarge(m) => m,
         ApiError::Forbidden => "forbidden".into(),
         ApiError::NotFound => "not found".into(),
         ApiError::TooManyRequests { retry_after_secs } => {

@@ -133,6 +133,42 @@ impl Browser {
             .await;
     }
 
+    /// Chooses a file for the file input the CSS selector finds, as a person picking a photo.
+    pub async fn choose_file(&self, css: &str, path: &std::path::Path) {
+        self.fill(css, &path.display().to_string()).await;
+    }
+
+    /// Picks the option with `value` in the select the CSS selector finds.
+    pub async fn select(&self, css: &str, value: &str) {
+        self.click(&format!("{css} option[value=\"{value}\"]"))
+            .await;
+    }
+
+    /// The visible text of the element the CSS selector finds ("" when there is none).
+    pub async fn text_of(&self, css: &str) -> String {
+        let script = format!(
+            "const e = document.querySelector({}); return e ? e.innerText : ''",
+            serde_json::to_string(css).unwrap()
+        );
+        self.script(&script)
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// Whether the page fits the window's width without sideways scrolling.
+    pub async fn fits_width(&self) -> bool {
+        self.script("return document.documentElement.scrollWidth <= window.innerWidth")
+            .await
+            == Value::Bool(true)
+    }
+
+    /// Ends the browser session (Chromium exits), then chromedriver.
+    pub async fn quit(self) {
+        let _ = self.http.delete(&self.base).send().await;
+    }
+
     pub async fn click(&self, css: &str) {
         let id = self.element(css).await;
         self.post(&format!("/element/{id}/click"), json!({})).await;
