@@ -12,9 +12,8 @@ use std::path::{Path, PathBuf};
 
 pub use sections::{
     ATTACHMENT_TYPES, AgentConfig, AuthConfig, CollectorConfig, DESK_KINDS, DESK_PRIORITIES,
-    DatabaseConfig, DeskConfig, SlaTarget,
-    DevicesConfig, LogFormat, LogTarget, LoggingConfig, MIN_RETENTION_DAYS, RetentionConfig,
-    ServerConfig,
+    DatabaseConfig, DeskConfig, DevicesConfig, LogFormat, LogTarget, LoggingConfig,
+    MIN_RETENTION_DAYS, RetentionConfig, ServerConfig, SlaTarget,
 };
 use serde::{Deserialize, Serialize};
 

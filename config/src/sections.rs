@@ -440,9 +440,9 @@ impl DeskConfig {
                 name.is_empty()
                     || name.trim() != name
                     || (s.starts_with('@')
-                        && !name
-                            .chars()
-                            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-@".contains(c)))
+                        && !name.chars().all(|c| {
+                            c.is_ascii_lowercase() || c.is_ascii_digit() || "._-@".contains(c)
+                        }))
             };
             if steps.iter().any(bad_name) || steps.len() > 5 {
                 return Err((
@@ -603,7 +603,8 @@ mod desk_tests {
         for step in ["@", "@Somchai", "@som chai"] {
             check(
                 |c| {
-                    c.approval_steps.insert("data_service".into(), vec![step.into()]);
+                    c.approval_steps
+                        .insert("data_service".into(), vec![step.into()]);
                 },
                 Err("desk.approval_steps.data_service"),
             );

@@ -138,9 +138,18 @@ async fn a_repair_filed_on_a_phone_with_a_photo_is_resolved_then_rated() {
     requester.click("#attach").await;
     requester.wait_for_text("projector-photo.png").await;
     wait_for_photo(&requester).await;
-    assert!(requester.fits_width().await, "the request page fits a phone");
+    assert!(
+        requester.fits_width().await,
+        "the request page fits a phone"
+    );
     requester
         .screenshot(&shots.join("repair-filed-phone-th.png"))
+        .await;
+    requester
+        .script("document.getElementById('attachments').scrollIntoView()")
+        .await;
+    requester
+        .screenshot(&shots.join("repair-attachments-phone-th.png"))
         .await;
 
     // The technician, on his own phone and in English, finds it in the queue and resolves it.
@@ -151,7 +160,8 @@ async fn a_repair_filed_on_a_phone_with_a_photo_is_resolved_then_rated() {
     tech.click("nav a[href='/desk']").await;
     tech.wait_for_text("โปรเจคเตอร์ห้อง 2 ไม่ติด").await;
     assert!(tech.fits_width().await, "the queue fits a phone");
-    tech.click(&format!("td a[href='/desk/requests/{id}']")).await;
+    tech.click(&format!("td a[href='/desk/requests/{id}']"))
+        .await;
     wait_until_shows(&tech, "#state", "Submitted").await;
     wait_for_photo(&tech).await;
     tech.select("#action", "assign").await;

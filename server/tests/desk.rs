@@ -1304,11 +1304,19 @@ async fn configured_service_level_targets_change_the_due_time() {
         })
         .await;
         let d = desk(&s).await;
-        let urgent = |kind: &str, fields: Value| {
-            json!({ "kind": kind, "title": "เครือข่ายล่มทั้งโรงเรียน", "priority": "urgent", "fields": fields })
-        };
-        let repair = file(&s, &d.ra, urgent("repair", json!({ "problem": "ไม่มีอินเทอร์เน็ต" }))).await;
-        let general = file(&s, &d.ra, urgent("general", json!({ "task": "ตรวจสอบเครือข่าย" }))).await;
+        let urgent = |kind: &str, fields: Value| json!({ "kind": kind, "title": "เครือข่ายล่มทั้งโรงเรียน", "priority": "urgent", "fields": fields });
+        let repair = file(
+            &s,
+            &d.ra,
+            urgent("repair", json!({ "problem": "ไม่มีอินเทอร์เน็ต" })),
+        )
+        .await;
+        let general = file(
+            &s,
+            &d.ra,
+            urgent("general", json!({ "task": "ตรวจสอบเครือข่าย" })),
+        )
+        .await;
         // The configured repair targets; the general request keeps the defaults.
         assert_eq!(
             (
@@ -1331,7 +1339,13 @@ async fn configured_service_level_targets_change_the_due_time() {
         );
         // Once resolved, nothing is due any more.
         let id = repair["id"].as_i64().unwrap();
-        ok(&s, &d.tech, id, json!({ "action": "assign", "assignee_id": d.tech_id })).await;
+        ok(
+            &s,
+            &d.tech,
+            id,
+            json!({ "action": "assign", "assignee_id": d.tech_id }),
+        )
+        .await;
         ok(&s, &d.tech, id, json!({ "action": "start" })).await;
         let done = ok(&s, &d.tech, id, json!({ "action": "resolve" })).await;
         assert_eq!(done["sla"]["response_due_at"], Value::Null);
@@ -1351,7 +1365,8 @@ async fn an_approval_step_can_name_the_one_user_who_takes_it() {
         })
         .await;
         let d = desk(&s).await;
-        s.user(&d.admin, "planning_director", "approver", None).await;
+        s.user(&d.admin, "planning_director", "approver", None)
+            .await;
         let director = s
             .login("planning_director", "password-of-planning_director")
             .await;
@@ -1362,14 +1377,23 @@ async fn an_approval_step_can_name_the_one_user_who_takes_it() {
                     "fields": { "data": "จำนวนนักเรียน ปีการศึกษา 2569", "purpose": "วางแผน" } }),
         )
         .await;
-        assert_eq!(r["approvals"]["waiting_for"], "@planning_director", "{db:?} {r}");
+        assert_eq!(
+            r["approvals"]["waiting_for"], "@planning_director",
+            "{db:?} {r}"
+        );
         let id = r["id"].as_i64().unwrap();
         // Any other approver may neither approve nor reject this step.
-        for action in [json!({ "action": "approve" }), json!({ "action": "reject", "comment": "ไม่" })] {
+        for action in [
+            json!({ "action": "approve" }),
+            json!({ "action": "reject", "comment": "ไม่" }),
+        ] {
             let (status, problem) = act(&s, &d.approver, id, action).await;
             assert_eq!(status, StatusCode::CONFLICT, "{problem}");
             assert!(
-                problem["detail"].as_str().unwrap().contains("planning_director"),
+                problem["detail"]
+                    .as_str()
+                    .unwrap()
+                    .contains("planning_director"),
                 "{problem}"
             );
         }

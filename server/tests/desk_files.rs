@@ -35,7 +35,10 @@ async fn upload(
     let (content_type, body) = multipart(parts);
     let resp = s
         .client
-        .post(format!("{}/api/v1/requests/{request_id}/attachments", s.url))
+        .post(format!(
+            "{}/api/v1/requests/{request_id}/attachments",
+            s.url
+        ))
         .bearer_auth(token)
         .header("content-type", content_type)
         .body(body)
@@ -154,7 +157,8 @@ async fn a_photo_on_a_repair_is_served_only_to_those_who_see_the_request() {
             .get(&rb, &format!("/api/v1/requests/{id}/attachments"))
             .await;
         assert_eq!(status, StatusCode::NOT_FOUND);
-        let (status, _) = upload(&s, &rb, id, &[("file", "x.jpg", "image/jpeg", &photo(100))]).await;
+        let (status, _) =
+            upload(&s, &rb, id, &[("file", "x.jpg", "image/jpeg", &photo(100))]).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         // Nor does an attachment id taken to another request.
         let (status, other) = s
@@ -179,8 +183,13 @@ async fn a_photo_on_a_repair_is_served_only_to_those_who_see_the_request() {
 
         // Too large, whether found while reading or from the declared length: 413 naming the limit.
         for len in [100 * 1024, 300 * 1024] {
-            let (status, problem) =
-                upload(&s, &ra, id, &[("file", "big.jpg", "image/jpeg", &photo(len))]).await;
+            let (status, problem) = upload(
+                &s,
+                &ra,
+                id,
+                &[("file", "big.jpg", "image/jpeg", &photo(len))],
+            )
+            .await;
             assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{len}: {problem}");
             let detail = problem["detail"].as_str().unwrap();
             assert!(
@@ -189,7 +198,8 @@ async fn a_photo_on_a_repair_is_served_only_to_those_who_see_the_request() {
             );
         }
         // A program called a photo, sent as image/jpeg: refused by its content.
-        let program = b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xFF\xFF\x00\x00 and more".to_vec();
+        let program =
+            b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xFF\xFF\x00\x00 and more".to_vec();
         let (status, problem) = upload(
             &s,
             &ra,
@@ -210,11 +220,21 @@ async fn a_photo_on_a_repair_is_served_only_to_those_who_see_the_request() {
             &s,
             &ra,
             id,
-            &[("file", "a.gif", "image/gif", b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00;")],
+            &[(
+                "file",
+                "a.gif",
+                "image/gif",
+                b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00;",
+            )],
         )
         .await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
-        assert!(problem["detail"].as_str().unwrap().contains("GIF files are not accepted"));
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .contains("GIF files are not accepted")
+        );
         // Without a file.
         let (status, problem) = upload(&s, &ra, id, &[]).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
@@ -315,7 +335,9 @@ fn workbook(schools: &[&str]) -> Vec<u8> {
         sheet.write_string(r, 6, *school).unwrap();
         sheet.write_string(r, 7, "ห้องคอม 1").unwrap();
         let warranty = ExcelDateTime::from_ymd(2029, 9, 30).unwrap();
-        sheet.write_datetime_with_format(r, 8, &warranty, &date).unwrap();
+        sheet
+            .write_datetime_with_format(r, 8, &warranty, &date)
+            .unwrap();
     }
     book.save_to_buffer().unwrap()
 }
@@ -332,7 +354,11 @@ async fn asset_register_imports_from_xlsx_all_or_nothing_and_round_trips() {
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{db:?} {problem}");
         assert_eq!(problem["field"], "row 4: school_code", "{problem}");
         let exported = String::from_utf8(export(&s, &admin, "csv").await).unwrap();
-        assert_eq!(exported.trim_end().lines().count(), 1, "nothing half-imported: {exported}");
+        assert_eq!(
+            exported.trim_end().lines().count(),
+            1,
+            "nothing half-imported: {exported}"
+        );
 
         // Not a workbook at all (a zip of something else): said plainly.
         let (status, problem) = import(&s, &admin, b"PK\x03\x04 not really a zip".to_vec()).await;
@@ -340,13 +366,20 @@ async fn asset_register_imports_from_xlsx_all_or_nothing_and_round_trips() {
         assert_eq!(problem["field"], "file");
 
         let (status, body) = import(&s, &admin, workbook(&["0107", "0107"])).await;
-        assert_eq!((status, body["imported"].as_i64()), (StatusCode::CREATED, Some(2)), "{body}");
+        assert_eq!(
+            (status, body["imported"].as_i64()),
+            (StatusCode::CREATED, Some(2)),
+            "{body}"
+        );
         let (_, assets) = s.get(&admin, "/api/v1/assets?q=7440-001-0001/67").await;
         let asset = &assets[0];
         assert_eq!(asset["category"], "คอมพิวเตอร์โน้ตบุ๊ก");
         assert_eq!(asset["budget_year"], 2567);
         assert_eq!(asset["price"], 21500.5);
-        assert_eq!(asset["warranty_end"], "2029-09-30", "a date cell reads as a date");
+        assert_eq!(
+            asset["warranty_end"], "2029-09-30",
+            "a date cell reads as a date"
+        );
 
         // The export, imported into another district's server, gives the same register.
         let xlsx = export(&s, &admin, "xlsx").await;
@@ -354,7 +387,11 @@ async fn asset_register_imports_from_xlsx_all_or_nothing_and_round_trips() {
         let other_admin = other.admin().await;
         other.school(&other_admin, "0107").await;
         let (status, body) = import(&other, &other_admin, xlsx).await;
-        assert_eq!((status, body["imported"].as_i64()), (StatusCode::CREATED, Some(2)), "{body}");
+        assert_eq!(
+            (status, body["imported"].as_i64()),
+            (StatusCode::CREATED, Some(2)),
+            "{body}"
+        );
         // The export lists the newest first, so the import reverses the order: compare the rows.
         let rows = |csv: Vec<u8>| {
             let mut lines: Vec<String> = String::from_utf8(csv)

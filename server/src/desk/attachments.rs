@@ -110,9 +110,11 @@ impl FileType {
             Some(FileType::Webp)
         } else if head.len() >= 12
             && &head[4..8] == b"ftyp"
-            && [b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1"]
-                .iter()
-                .any(|brand| &head[8..12] == *brand)
+            && [
+                b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1",
+            ]
+            .iter()
+            .any(|brand| &head[8..12] == *brand)
         {
             Some(FileType::Heic)
         } else if head.starts_with(b"%PDF-") {
@@ -221,7 +223,10 @@ impl Upload {
         let tmp_dir = limits.dir.join("tmp");
         std::fs::create_dir_all(&tmp_dir)
             .map_err(Error::io(format!("creating {}", tmp_dir.display())))?;
-        let tmp = tmp_dir.join(format!("upload-{}", hex::encode(rand::random::<[u8; 12]>())));
+        let tmp = tmp_dir.join(format!(
+            "upload-{}",
+            hex::encode(rand::random::<[u8; 12]>())
+        ));
         let file = std::fs::File::create_new(&tmp)
             .map_err(Error::io(format!("creating {}", tmp.display())))?;
         Ok(Upload {
@@ -528,8 +533,7 @@ pub async fn open(
         .await?
         .ok_or(Error::NotFound)?;
     let attachment = from_row(&row)?;
-    if attachment.sha256.len() != 64 || !attachment.sha256.bytes().all(|b| b.is_ascii_hexdigit())
-    {
+    if attachment.sha256.len() != 64 || !attachment.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(Error::NotFound);
     }
     let path = limits.path_of(&attachment.sha256);
@@ -599,7 +603,11 @@ mod tests {
         check("a\"b\r\nc.png", FileType::Png, "a_b__c.png");
         check("", FileType::Pdf, "attachment.pdf");
         check("...", FileType::Gif, "attachment.gif");
-        check(&"x".repeat(300), FileType::Jpeg, &format!("{}.jpg", "x".repeat(100)));
+        check(
+            &"x".repeat(300),
+            FileType::Jpeg,
+            &format!("{}.jpg", "x".repeat(100)),
+        );
     }
 
     #[test]

@@ -232,7 +232,10 @@ pub fn parse_xlsx(bytes: &[u8]) -> Result<Vec<(usize, Vec<String>)>> {
                     let column = first_col as usize + j;
                     return Err(Error::invalid(
                         &format!("row {row_no}"),
-                        format!("cell {}{row_no} holds the error {e}", column_letters(column)),
+                        format!(
+                            "cell {}{row_no} holds the error {e}",
+                            column_letters(column)
+                        ),
                     ));
                 }
             });
@@ -416,11 +419,23 @@ mod tests {
         assert_eq!(
             parse_xlsx(&bytes).unwrap(),
             [
-                (1, ["asset_number", "school_code", "budget_year", "price"].map(String::from).to_vec()),
-                (2, ["7440-001-0001/67", "0107", "2567", "21500.5"].map(String::from).to_vec()),
+                (
+                    1,
+                    ["asset_number", "school_code", "budget_year", "price"]
+                        .map(String::from)
+                        .to_vec()
+                ),
+                (
+                    2,
+                    ["7440-001-0001/67", "0107", "2567", "21500.5"]
+                        .map(String::from)
+                        .to_vec()
+                ),
             ]
         );
-        let err = parse_xlsx(b"asset_number,category\n").unwrap_err().to_string();
+        let err = parse_xlsx(b"asset_number,category\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("file: not an XLSX workbook"), "{err}");
     }
 }

@@ -270,7 +270,10 @@ mod tests {
         check("2026-11-21 11:00", 480, "2026-11-23 16:30"); // filed on a Saturday
         check("2026-12-09 16:00", 60, "2026-12-11 09:00"); // Constitution Day
         check("2026-11-16 08:30", 5 * 480, "2026-11-20 16:30");
-        assert_eq!(calendar.add_working_ms(at("2026-11-21 11:00"), 0), at("2026-11-21 11:00"));
+        assert_eq!(
+            calendar.add_working_ms(at("2026-11-21 11:00"), 0),
+            at("2026-11-21 11:00")
+        );
     }
 
     #[test]

@@ -518,8 +518,7 @@ async fn upload_attachments(
     }
     let mut created = Vec::new();
     for (name, stored) in files {
-        created
-            .push(attachments::attach(&state.db, &user.actor, &who, id, &name, &stored).await?);
+        created.push(attachments::attach(&state.db, &user.actor, &who, id, &name, &stored).await?);
     }
     Ok((StatusCode::CREATED, Json(created)))
 }

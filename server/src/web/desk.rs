@@ -801,13 +801,20 @@ async fn request_view(
     } else {
         Vec::new()
     };
+    // Fields under the labels of the kind's form, in the reader's language.
+    let labels: HashMap<&str, &str> = inputs(t, Kind::parse(&r.kind).unwrap_or(Kind::General))
+        .iter()
+        .map(|i| (i.name, i.label))
+        .collect();
     let fields = r
         .fields
         .as_object()
         .map(|o| {
             o.iter()
                 .map(|(k, v)| FieldLine {
-                    name: k.clone(),
+                    name: labels
+                        .get(k.as_str())
+                        .map_or_else(|| k.clone(), |l| (*l).to_owned()),
                     value: match v {
                         Value::String(s) => s.clone(),
                         Value::Array(items) => items
