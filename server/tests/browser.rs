@@ -122,6 +122,10 @@ async fn a_repair_filed_on_a_phone_with_a_photo_is_resolved_then_rated() {
         .fill("#problem", "เปิดเครื่องแล้วไฟกะพริบ ไม่มีภาพ")
         .await;
     requester.fill("#location", "อาคาร 1 ห้อง 2").await;
+    // With a photo of the projector (here: a picture of her phone's screen).
+    let photo = shots.join("projector-photo.png");
+    requester.screenshot(&photo).await;
+    requester.choose_file("#file", &photo).await;
     requester.click("form.card button.primary").await;
     wait_until_shows(&requester, "#state", "ยื่นแล้ว").await;
     let request_url = requester.url().await;
@@ -131,13 +135,14 @@ async fn a_repair_filed_on_a_phone_with_a_photo_is_resolved_then_rated() {
         .and_then(|s| s.parse().ok())
         .expect("on the request's page");
 
-    // She adds a photo of the projector (here: a picture of her phone's screen).
-    let photo = shots.join("projector-photo.png");
-    requester.screenshot(&photo).await;
-    requester.choose_file("#file", &photo).await;
-    requester.click("#attach").await;
     requester.wait_for_text("projector-photo.png").await;
     wait_for_photo(&requester).await;
+    // And adds a second one from the request's page.
+    let label = shots.join("projector-label.png");
+    requester.screenshot(&label).await;
+    requester.choose_file("#file", &label).await;
+    requester.click("#attach").await;
+    requester.wait_for_text("projector-label.png").await;
     assert!(
         requester.fits_width().await,
         "the request page fits a phone"

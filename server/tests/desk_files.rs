@@ -267,6 +267,31 @@ async fn a_photo_on_a_repair_is_served_only_to_those_who_see_the_request() {
             .map(|p| std::fs::read_dir(p).unwrap().count())
             .sum();
         assert_eq!(stored, 2);
+
+        // A request carries at most 30 files.
+        for i in 2..30 {
+            let pdf = format!("%PDF-1.4\n% page {i}\n%%EOF\n");
+            let (status, body) = upload(
+                &s,
+                &tech,
+                id,
+                &[("file", "scan.pdf", "application/pdf", pdf.as_bytes())],
+            )
+            .await;
+            assert_eq!(status, StatusCode::CREATED, "{i}: {body}");
+        }
+        let (status, problem) = upload(
+            &s,
+            &tech,
+            id,
+            &[("file", "one-more.pdf", "application/pdf", pdf)],
+        )
+        .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+        assert!(
+            problem["detail"].as_str().unwrap().contains("30 files"),
+            "{problem}"
+        );
         s.stop().await;
     }
 }

@@ -287,3 +287,41 @@ async fn english_pages_assets_and_the_loan_calendar() {
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_step_named_for_one_approver_is_offered_to_that_approver_only() {
+    let s = TestServer::start_with(&Database::Sqlite, |c| {
+        c.desk
+            .approval_steps
+            .insert("data_service".into(), vec!["@planning_director".into()]);
+    })
+    .await;
+    let admin = s.admin().await;
+    let school = s.school(&admin, "1057010001").await;
+    s.user(&admin, "kru", "requester", Some(school)).await;
+    s.user(&admin, "appr", "approver", None).await;
+    s.user(&admin, "planning_director", "approver", None).await;
+    let token = s.login("kru", "password-of-kru").await;
+    let (status, r) = s
+        .post(
+            &token,
+            "/api/v1/requests",
+            json!({ "kind": "data_service", "title": "ข้อมูลนักเรียน",
+                    "fields": { "data": "จำนวนนักเรียน", "purpose": "วางแผน" } }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{r}");
+    let path = format!("/desk/requests/{}", r["id"]);
+    let (_, other) = page(&s, &web_login(&s, "appr").await, &path).await;
+    assert!(
+        other.contains("@planning_director"),
+        "the step shows whom it waits for"
+    );
+    assert!(
+        !other.contains("value=\"approve\"") && !other.contains("value=\"reject\""),
+        "another approver is not offered the step"
+    );
+    let (_, named) = page(&s, &web_login(&s, "planning_director").await, &path).await;
+    assert!(named.contains("value=\"approve\"") && named.contains("value=\"reject\""));
+    s.stop().await;
+}

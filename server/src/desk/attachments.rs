@@ -6,9 +6,11 @@
 //! On-disk invariants (`<data_dir>/attachments`):
 //! - A file is stored once, under the SHA-256 of its content: `ab/abcdef...` (64 hex digits),
 //!   never under a name a user chose. Two uploads of the same photo share the file.
-//! - Bytes are written to `tmp/` as they arrive, fsynced, and renamed into place only when whole
-//!   and of an allowed type, so a file under its hash always has that hash. A refused or broken
-//!   upload leaves nothing behind (its temporary file is removed when the upload is dropped).
+//! - Bytes are written to `tmp/` as they arrive, fsynced, and renamed into place only when whole,
+//!   of an allowed type, and its row is written (the rename happens inside the transaction that
+//!   records it, just before the commit), so a file under its hash always has that hash. A
+//!   refused or broken upload, or a request form that is refused, leaves nothing behind (the
+//!   temporary file is removed when the upload is dropped).
 //! - Files are never deleted: the rows in `desk_attachments` that point to them are kept like
 //!   the rest of a request's record.
 //!
@@ -124,6 +126,9 @@ impl FileType {
         }
     }
 }
+
+/// The most files one request carries.
+pub const MAX_PER_REQUEST: i64 = 30;
 
 /// How many leading bytes [`FileType::sniff`] looks at.
 pub const SNIFF_BYTES: usize = 16;
@@ -286,39 +291,59 @@ impl Upload {
         }
     }
 
-    /// Checks the whole file and moves it under its hash.
+    /// Checks the whole file and syncs it; it stays in `tmp/` until [`Received::store`].
     ///
     /// # Errors
     /// `Invalid` for an empty file or a type that is not allowed; `Io` when the disk refuses.
-    pub fn finish(mut self) -> Result<Stored> {
+    pub fn finish(mut self) -> Result<Received> {
         if self.size == 0 {
             return Err(Error::invalid("file", "the file is empty"));
         }
         let file_type = self.file_type()?;
-        let file = self.file.take().expect("finished once");
-        file.sync_all()
-            .map_err(Error::io(format!("syncing {}", self.tmp.display())))?;
-        drop(file);
-        let sha256 = hex::encode(std::mem::take(&mut self.hasher).finalize());
-        let path = self.limits.path_of(&sha256);
-        let parent = path.parent().expect("a folder per prefix");
-        std::fs::create_dir_all(parent)
-            .map_err(Error::io(format!("creating {}", parent.display())))?;
-        std::fs::rename(&self.tmp, &path)
-            .map_err(Error::io(format!("storing {}", path.display())))?;
-        if let Ok(dir) = std::fs::File::open(parent) {
-            let _ = dir.sync_all();
+        if let Some(file) = self.file.take() {
+            file.sync_all()
+                .map_err(Error::io(format!("syncing {}", self.tmp.display())))?;
         }
-        Ok(Stored {
-            sha256,
+        let stored = Stored {
+            sha256: hex::encode(std::mem::take(&mut self.hasher).finalize()),
             size: self.size,
             file_type,
+        };
+        Ok(Received {
+            upload: self,
+            stored,
         })
     }
 }
 
+/// A file received whole, of an allowed type and synced, still in `tmp/`: [`Received::store`]
+/// puts it under its hash; dropped before that, it is removed.
+pub struct Received {
+    upload: Upload,
+    pub stored: Stored,
+}
+
+impl Received {
+    /// Moves the file under its hash (blocking: call it off the async threads).
+    ///
+    /// # Errors
+    /// `Io` when the disk refuses.
+    pub fn store(self) -> Result<Stored> {
+        let path = self.upload.limits.path_of(&self.stored.sha256);
+        let parent = path.parent().expect("a folder per prefix");
+        std::fs::create_dir_all(parent)
+            .map_err(Error::io(format!("creating {}", parent.display())))?;
+        std::fs::rename(&self.upload.tmp, &path)
+            .map_err(Error::io(format!("storing {}", path.display())))?;
+        if let Ok(dir) = std::fs::File::open(parent) {
+            let _ = dir.sync_all();
+        }
+        Ok(self.stored.clone())
+    }
+}
+
 impl Drop for Upload {
-    /// After [`Upload::finish`] the temporary file has been renamed and this finds nothing.
+    /// After [`Received::store`] the temporary file has been renamed and this finds nothing.
     fn drop(&mut self) {
         self.file = None;
         let _ = std::fs::remove_file(&self.tmp);
@@ -389,35 +414,48 @@ pub fn safe_name(given: &str, file_type: FileType) -> String {
 pub async fn check_may_attach(db: &Db, who: &Who, request_id: i64) -> Result<()> {
     let mut conn = db.pool.acquire().await?;
     let row = requests::load_visible(&mut conn, who, request_id).await?;
-    may_attach(who, &row)
+    may_attach(&mut conn, who, &row).await
 }
 
-fn may_attach(who: &Who, row: &requests::Row_) -> Result<()> {
-    workflow::check(Action::Comment, row.state, &who.parties(row))
-        .map(|_| ())
-        .map_err(|r| match r {
-            Refusal::NotYours => Error::Forbidden,
-            Refusal::NotNow => Error::Conflict("no files may be attached now".into()),
-        })
+async fn may_attach(conn: &mut sqlx::AnyConnection, who: &Who, row: &requests::Row_) -> Result<()> {
+    workflow::check(Action::Comment, row.state, &who.parties(row)).map_err(|r| match r {
+        Refusal::NotYours => Error::Forbidden,
+        Refusal::NotNow => Error::Conflict("no files may be attached now".into()),
+    })?;
+    let count: i64 = sqlx::query_scalar::<Any, i64>(
+        "SELECT COUNT(*) FROM desk_attachments WHERE request_id = $1",
+    )
+    .bind(row.id)
+    .fetch_one(conn)
+    .await?;
+    if count >= MAX_PER_REQUEST {
+        return Err(Error::Conflict(format!(
+            "the request already carries {MAX_PER_REQUEST} files, the most one may; add what \
+             else is needed to a new request"
+        )));
+    }
+    Ok(())
 }
 
-/// Records a stored file as attached to a request, with an entry in its history and the audit.
+/// Records a received file as attached to a request, with an entry in its history and the
+/// audit, and stores it under its hash before the commit.
 ///
 /// # Errors
-/// As [`check_may_attach`].
+/// As [`check_may_attach`]; `Io` when the file cannot be stored (nothing is recorded then).
 pub async fn attach(
     db: &Db,
     actor: &Actor,
     who: &Who,
     request_id: i64,
     given_name: &str,
-    stored: &Stored,
+    received: Received,
 ) -> Result<Attachment> {
+    let stored = received.stored.clone();
     let file_name = safe_name(given_name, stored.file_type);
     let now = now_ms();
     let mut tx = db.begin_write().await?;
     let row = requests::load_visible(&mut tx, who, request_id).await?;
-    may_attach(who, &row)?;
+    may_attach(&mut tx, who, &row).await?;
     let id: i64 = sqlx::query_scalar::<Any, i64>(
         "INSERT INTO desk_attachments (request_id, sha256, size, content_type, file_name, uploaded_by, uploader, uploaded_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
@@ -457,6 +495,12 @@ pub async fn attach(
         },
     )
     .await?;
+    tokio::task::spawn_blocking(move || received.store())
+        .await
+        .map_err(|e| Error::Io {
+            context: "storing an attachment".into(),
+            source: std::io::Error::other(e.to_string()),
+        })??;
     tx.commit().await?;
     Ok(Attachment {
         id,
@@ -635,7 +679,11 @@ mod tests {
         for chunk in jpeg.chunks(5) {
             up.write(chunk).unwrap();
         }
-        let stored = up.finish().unwrap();
+        let received = up.finish().unwrap();
+        let tmp_path = received.upload.tmp.clone();
+        assert!(tmp_path.exists(), "received, not yet stored");
+        let stored = received.store().unwrap();
+        assert!(!tmp_path.exists());
         assert_eq!(stored.sha256, hex::encode(Sha256::digest(jpeg)));
         assert_eq!(std::fs::read(l.path_of(&stored.sha256)).unwrap(), jpeg);
 
@@ -648,6 +696,9 @@ mod tests {
         assert!(err.to_string().contains("GIF files"), "{err}");
         drop(up);
         assert!(Upload::begin(&l).unwrap().finish().is_err(), "empty");
+        let mut up = Upload::begin(&l).unwrap();
+        up.write(b"%PDF-1.4\n%%EOF\n").unwrap();
+        drop(up.finish().unwrap()); // received, then the request form was refused
         let tmp: Vec<_> = std::fs::read_dir(dir.path().join("tmp")).unwrap().collect();
         assert!(tmp.is_empty(), "refused uploads leave nothing: {tmp:?}");
     }

@@ -401,18 +401,24 @@ pub fn file_routes(limits: &attachments::Limits) -> Router<AppState> {
         )))
 }
 
-/// Stores every file part of a multipart body (an input left empty in a browser form sends
-/// an empty part without a name: it is skipped) and returns each with the name it was sent
-/// under. Nothing is stored past the first refusal.
+/// What a multipart form brought: its files (each with the name it was sent under, checked
+/// and synced but not yet stored: see `attachments::attach`) and its text fields. An input
+/// left empty in a browser form sends an empty part without a name: it is skipped.
+pub struct Received {
+    pub files: Vec<(String, attachments::Received)>,
+    pub fields: std::collections::HashMap<String, String>,
+}
+
+/// Reads a multipart/form-data body, refusing at the first file the limits refuse.
 ///
 /// # Errors
 /// 413 naming the limit for a file (or body) over it; 422 for a type that is not allowed; 400
 /// for a body that is not multipart.
-pub async fn receive_files(
+pub async fn receive_form(
     headers: &axum::http::HeaderMap,
     multipart: Result<Multipart, MultipartRejection>,
     limits: &attachments::Limits,
-) -> ApiResult<Vec<(String, attachments::Stored)>> {
+) -> ApiResult<Received> {
     let declared = headers
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -433,9 +439,15 @@ pub async fn receive_files(
             ApiError::BadRequest(format!("the upload could not be read: {}", e.body_text()))
         }
     };
-    let mut files = Vec::new();
+    let mut received = Received {
+        files: Vec::new(),
+        fields: std::collections::HashMap::new(),
+    };
     while let Some(mut field) = multipart.next_field().await.map_err(read_error)? {
         let Some(name) = field.file_name().map(str::to_owned) else {
+            let key = field.name().unwrap_or_default().to_owned();
+            let value = field.text().await.map_err(read_error)?;
+            received.fields.insert(key, value);
             continue;
         };
         let mut upload = attachments::Upload::begin(limits)?;
@@ -445,17 +457,17 @@ pub async fn receive_files(
         if name.is_empty() && upload.size() == 0 {
             continue;
         }
-        let stored = tokio::task::spawn_blocking(move || upload.finish())
+        let file = tokio::task::spawn_blocking(move || upload.finish())
             .await
             .map_err(|e| {
                 ApiError::Internal(crate::Error::Io {
-                    context: "storing an attachment".into(),
+                    context: "receiving an attachment".into(),
                     source: std::io::Error::other(e.to_string()),
                 })
             })??;
-        files.push((name, stored));
+        received.files.push((name, file));
     }
-    Ok(files)
+    Ok(received)
 }
 
 /// The download of an attachment: never shown inline as a page, never sniffed.
@@ -509,7 +521,9 @@ async fn upload_attachments(
 ) -> ApiResult<impl IntoResponse> {
     let who = who(&user.principal);
     attachments::check_may_attach(&state.db, &who, id).await?;
-    let files = receive_files(&headers, multipart, &state.desk.attachments).await?;
+    let files = receive_form(&headers, multipart, &state.desk.attachments)
+        .await?
+        .files;
     if files.is_empty() {
         return Err(ApiError::Invalid {
             field: "file".into(),
@@ -517,8 +531,8 @@ async fn upload_attachments(
         });
     }
     let mut created = Vec::new();
-    for (name, stored) in files {
-        created.push(attachments::attach(&state.db, &user.actor, &who, id, &name, &stored).await?);
+    for (name, file) in files {
+        created.push(attachments::attach(&state.db, &user.actor, &who, id, &name, file).await?);
     }
     Ok((StatusCode::CREATED, Json(created)))
 }

@@ -29,7 +29,7 @@ use crate::roles::Permission;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/desk", get(queue))
-        .route("/desk/new", get(new_form).post(new_submit))
+        .route("/desk/new", get(new_form))
         .route("/desk/requests/{id}", get(request_page).post(request_act))
         .route("/assets", get(assets_page))
         .route("/assets/{id}", get(asset_page))
@@ -40,6 +40,7 @@ pub fn routes() -> Router<AppState> {
 /// upload limit instead of `server.max_body_bytes`.
 pub fn file_routes() -> Router<AppState> {
     Router::new()
+        .route("/desk/new", axum::routing::post(new_submit))
         .route(
             "/desk/requests/{id}/attachments",
             axum::routing::post(attachment_upload),
@@ -531,6 +532,9 @@ struct NewPage {
     schools: Vec<(i64, String)>,
     school_id: String,
     error: Option<String>,
+    /// The photo inputs' `accept` and the size limit.
+    accept: String,
+    max_size: String,
 }
 
 async fn new_page(
@@ -563,6 +567,8 @@ async fn new_page(
     render(
         status,
         &NewPage {
+            accept: state.desk.attachments.accept(),
+            max_size: state.desk.attachments.max_size_text(),
             kinds: KINDS
                 .iter()
                 .map(|k| (k.as_str(), kind_label(t, k.as_str())))
@@ -659,15 +665,46 @@ fn fields_from_form(kind: Kind, form: &HashMap<String, String>) -> (Value, Vec<i
     (fields, assets)
 }
 
-/// `POST /desk/new`
+/// `POST /desk/new`: the form, with photos (multipart, as the page sends it) or without
+/// (urlencoded). The photos are kept only when the request is filed.
 async fn new_submit(
     State(state): State<AppState>,
     user: WebUser,
     lang: PageLang,
-    Form(form): Form<HashMap<String, String>>,
+    request: axum::extract::Request,
 ) -> Response {
+    use axum::extract::FromRequest;
     let Some(w) = who(&user) else {
         return see_other("/login");
+    };
+    if !w.role.may(Permission::RequestsFile) {
+        return ApiError::Forbidden.into_response();
+    }
+    let multipart = request
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    let (form, files) = if multipart {
+        let headers = request.headers().clone();
+        let body = axum::extract::Multipart::from_request(request, &state).await;
+        match crate::http::desk::receive_form(&headers, body, &state.desk.attachments).await {
+            Ok(received) => (received.fields, received.files),
+            Err(e) => {
+                let status = e.status();
+                let page = Page::new(&user, lang);
+                let empty = HashMap::new();
+                let mut response =
+                    new_page(&state, &user, page, Kind::Repair, &empty, Some(message(e))).await;
+                *response.status_mut() = status;
+                return response;
+            }
+        }
+    } else {
+        match Form::<HashMap<String, String>>::from_request(request, &state).await {
+            Ok(Form(form)) => (form, Vec::new()),
+            Err(e) => return ApiError::BadRequest(e.body_text()).into_response(),
+        }
     };
     let Some(kind) = form.get("kind").and_then(|k| Kind::parse(k)) else {
         return ApiError::Invalid {
@@ -690,7 +727,20 @@ async fn new_submit(
         asset_ids,
     };
     match requests::create(&state.db, &state.desk, &user.actor, &w, new).await {
-        Ok(r) => see_other(&format!("/desk/requests/{}", r.id)),
+        Ok(r) => {
+            for (name, file) in files {
+                let attached =
+                    crate::desk::attachments::attach(&state.db, &user.actor, &w, r.id, &name, file)
+                        .await;
+                if let Err(e) = attached {
+                    // Filed, but the photo was not kept: say so where it can be sent again.
+                    let e = ApiError::from(e);
+                    let error = (e.status(), format!("{name}: {}", message(e)));
+                    return request_view(&state, &user, lang, r.id, Some(error)).await;
+                }
+            }
+            see_other(&format!("/desk/requests/{}", r.id))
+        }
         Err(e) => {
             new_page(
                 &state,
@@ -782,6 +832,16 @@ async fn request_view(
         .map(|rule| rule.action)
         .filter(|a| workflow::check(*a, current, &parties).is_ok())
         .filter(|a| !(*a == Action::Rate && r.rating.is_some()))
+        .filter(|a| {
+            // A step that names its approver is offered to that user only.
+            let named = r
+                .approvals
+                .waiting_for
+                .as_deref()
+                .and_then(crate::desk::named_approver);
+            let me = user.principal.as_ref().map(|p| p.username.as_str());
+            !(matches!(a, Action::Approve | Action::Reject) && named.is_some_and(|n| Some(n) != me))
+        })
         .collect();
     let actions = allowed
         .iter()
@@ -954,17 +1014,17 @@ async fn attachment_upload(
     };
     let stored = async {
         crate::desk::attachments::check_may_attach(&state.db, &w, id).await?;
-        let files =
-            crate::http::desk::receive_files(&headers, multipart, &state.desk.attachments).await?;
+        let files = crate::http::desk::receive_form(&headers, multipart, &state.desk.attachments)
+            .await?
+            .files;
         if files.is_empty() {
             return Err(ApiError::Invalid {
                 field: "file".into(),
                 message: "choose a file or take a photo first".into(),
             });
         }
-        for (name, stored) in files {
-            crate::desk::attachments::attach(&state.db, &user.actor, &w, id, &name, &stored)
-                .await?;
+        for (name, file) in files {
+            crate::desk::attachments::attach(&state.db, &user.actor, &w, id, &name, file).await?;
         }
         Ok::<(), ApiError>(())
     }
