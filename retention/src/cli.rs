@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use jiff::Timestamp;
 
+use crate::counters::Tally;
 use crate::error::{Error, Result};
 use crate::holds::{HoldState, PurgePlan};
 use crate::query::{Attribution, Hit};
@@ -223,6 +224,124 @@ pub fn render_status(st: &Status) -> String {
         }
     }
     s += &render_holds(&st.holds);
+    s += &render_collector(st);
+    s
+}
+
+/// A counters snapshot older than this while the collector is not marked stopped is stale:
+/// the collector writes one every few seconds.
+const STALE_SECS: f64 = 60.0;
+
+fn render_collector(st: &Status) -> String {
+    let mut s = String::new();
+    if let Some(problem) = &st.collector_problem {
+        let _ = writeln!(s, "collector counters: unreadable ({problem})");
+        return s;
+    }
+    let Some(c) = &st.collector else {
+        s += "collector counters: none (no collector has run on this store)\n";
+        return s;
+    };
+    let age = st.collector_age_secs.unwrap_or(0.0);
+    let when = if c.stopped {
+        "written when it stopped".to_string()
+    } else if age > STALE_SECS {
+        "STALE: the collector stopped without a clean shutdown, or is stuck".to_string()
+    } else {
+        "running".to_string()
+    };
+    let _ = writeln!(
+        s,
+        "collector counters ({}; {}, {:.0} s ago; {}):",
+        c.writer,
+        c.written_at.map_or("-".into(), shown),
+        age,
+        when
+    );
+    let _ = writeln!(
+        s,
+        "  {:<22} {:>9} {:>11} {:>9} {:>9} {:>7} {:>9} {:>8} {:>8}  state",
+        "input", "received", "bytes", "stored", "parsed", "raw", "malformed", "dropped", "refused"
+    );
+    for i in &c.inputs {
+        let t = &i.tally;
+        if i.state == "off" && *t == Tally::default() {
+            continue;
+        }
+        let _ = writeln!(
+            s,
+            "  {:<22} {:>9} {:>11} {:>9} {:>9} {:>7} {:>9} {:>8} {:>8}  {}",
+            i.input,
+            t.received,
+            t.bytes,
+            t.stored,
+            t.parsed(),
+            t.raw,
+            t.malformed,
+            t.dropped,
+            t.refused,
+            i.state
+        );
+    }
+    if !c.sources.is_empty() {
+        s += "  per source:\n";
+    }
+    for src in &c.sources {
+        let t = &src.tally;
+        let name = format!("{}/{}", src.input, src.source);
+        let _ = writeln!(
+            s,
+            "  {:<22} {:>9} {:>11} {:>9} {:>9} {:>7} {:>9} {:>8} {:>8}  school {}, last heard {}",
+            name,
+            t.received,
+            t.bytes,
+            t.stored,
+            t.parsed(),
+            t.raw,
+            t.malformed,
+            t.dropped,
+            "-",
+            src.school.as_deref().unwrap_or("-"),
+            src.last_heard.map_or("-".into(), shown)
+        );
+    }
+    for r in &c.refused {
+        let _ = writeln!(
+            s,
+            "  refused {}/{}: {} time(s), last {} (not in collector.allow, or a RADIUS client without a secret)",
+            r.input,
+            r.source,
+            r.count,
+            r.last.map_or("-".into(), shown)
+        );
+    }
+    for k in &c.clock {
+        match (k.offset_ms, &k.error) {
+            (Some(ms), _) => {
+                let verdict = if k.over_limit {
+                    "OVER the law's 10 ms: synchronise this machine's clock"
+                } else {
+                    "within 10 ms"
+                };
+                let _ = writeln!(
+                    s,
+                    "clock: offset to {} {:+.1} ms at {} ({verdict})",
+                    k.server,
+                    ms,
+                    shown(k.at)
+                );
+            }
+            (None, error) => {
+                let _ = writeln!(
+                    s,
+                    "clock: check against {} FAILED at {}: {}",
+                    k.server,
+                    shown(k.at),
+                    error.as_deref().unwrap_or("no answer")
+                );
+            }
+        }
+    }
     s
 }
 

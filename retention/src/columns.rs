@@ -41,8 +41,8 @@ use jiff::Timestamp;
 
 use crate::batch::{Batch, Content, Hash};
 use crate::record::{
-    Access, AuthEvent, Body, Flow, Input, Lease, LeaseAction, Nat, Origin, ProxyRequest, Raw,
-    Record, Session, SessionStatus,
+    Access, AuthEvent, Body, ClockOffset, Flow, Input, Lease, LeaseAction, Nat, Origin,
+    ProxyRequest, Raw, Record, Session, SessionStatus,
 };
 use crate::segment::Fast;
 
@@ -105,6 +105,16 @@ fn put_varint(out: &mut Vec<u8>, mut v: u128) {
         v >>= 7;
     }
     out.push(v as u8);
+}
+
+/// A signed 64-bit number as the unsigned one a number column holds.
+fn signed(v: i64) -> u64 {
+    zigzag(i128::from(v)) as u64
+}
+
+/// The inverse of [`signed`].
+fn unsigned(v: u64) -> i64 {
+    unzigzag(u128::from(v)) as i64
 }
 
 fn zigzag(v: i128) -> u128 {
@@ -467,6 +477,14 @@ impl<'a> Encoder<'a> {
                 self.str(C_USER, &a.actor);
                 self.str(C_STR, &a.action);
                 self.str(C_STR, &a.detail);
+            }
+            Body::Clock(c) => {
+                self.u8(C_KIND, 8);
+                self.str(C_STR, &c.server);
+                self.opt_num(C_NUM, c.offset_ns.map(signed));
+                self.opt_num(C_NUM, c.delay_ns.map(signed));
+                self.opt_num(C_NUM, c.stratum.map(u64::from));
+                self.opt_str(C_STR, &c.error);
             }
         }
     }
@@ -1025,6 +1043,16 @@ impl<'a> Decoder<'a> {
                 action: self.str(C_STR)?,
                 detail: self.str(C_STR)?,
             }),
+            8 => Body::Clock(ClockOffset {
+                server: self.str(C_STR)?,
+                offset_ns: self.opt_num(C_NUM)?.map(unsigned),
+                delay_ns: self.opt_num(C_NUM)?.map(unsigned),
+                stratum: match self.opt_num(C_NUM)? {
+                    None => None,
+                    Some(n) => Some(u8::try_from(n).map_err(|_| "stratum out of range")?),
+                },
+                error: self.opt_str(C_STR)?,
+            }),
             k => return Err(format!("record kind {k} is unknown")),
         };
         Ok(Record {
@@ -1157,6 +1185,26 @@ mod tests {
                     actor: "officer".into(),
                     action: "search".into(),
                     detail: "--ip 10.0.0.2".into(),
+                }),
+                0,
+            ),
+            with(
+                Body::Clock(ClockOffset {
+                    server: "127.0.0.1:123".into(),
+                    offset_ns: Some(-50_000_123),
+                    delay_ns: Some(i64::MAX),
+                    stratum: Some(2),
+                    error: None,
+                }),
+                0,
+            ),
+            with(
+                Body::Clock(ClockOffset {
+                    server: "ntp.example".into(),
+                    offset_ns: None,
+                    delay_ns: None,
+                    stratum: None,
+                    error: Some("no answer within 3s".into()),
                 }),
                 0,
             ),

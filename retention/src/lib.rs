@@ -31,6 +31,7 @@
 pub mod batch;
 pub mod cli;
 mod columns;
+pub mod counters;
 pub mod error;
 pub mod export;
 mod fsutil;

@@ -63,6 +63,7 @@ pub enum Body {
     Proxy(ProxyRequest),
     Raw(Raw),
     Access(Access),
+    Clock(ClockOffset),
 }
 
 /// An authenticated network session (RADIUS accounting, hotspot login/logout).
@@ -188,6 +189,33 @@ pub struct Raw {
     pub reason: Option<String>,
 }
 
+/// A check of the writer's clock against a reference time server (SNTP): the law asks for
+/// clocks within 10 ms of reference time, and these records show a court it was checked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClockOffset {
+    /// The NTP server asked, as configured (`HOST[:PORT]`).
+    pub server: String,
+    /// The server's clock minus ours, in nanoseconds; `None` when the check failed.
+    pub offset_ns: Option<i64>,
+    /// The round trip less the server's processing, in nanoseconds.
+    pub delay_ns: Option<i64>,
+    /// The server's stratum.
+    pub stratum: Option<u8>,
+    /// Why there is no measurement (no answer, an unusable reply).
+    pub error: Option<String>,
+}
+
+impl ClockOffset {
+    /// The law's limit on the offset, in nanoseconds (10 ms).
+    pub const LIMIT_NS: i64 = 10_000_000;
+
+    /// True when the offset is over the law's 10 ms.
+    pub fn over_limit(&self) -> bool {
+        self.offset_ns
+            .is_some_and(|o| o.unsigned_abs() > Self::LIMIT_NS as u64)
+    }
+}
+
 /// The store's own access log: who searched, attributed, exported, held or purged what.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Access {
@@ -289,6 +317,7 @@ impl Record {
             }
             Body::Raw(_) => {}
             Body::Access(a) => f(Term::User(&a.actor)),
+            Body::Clock(_) => {}
         }
     }
 
@@ -303,6 +332,7 @@ impl Record {
             Body::Proxy(_) => "proxy",
             Body::Raw(_) => "raw",
             Body::Access(_) => "access",
+            Body::Clock(_) => "clock",
         }
     }
 

@@ -6,6 +6,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
 use crate::batch::Content;
+use crate::counters::Counters;
 use crate::error::Result;
 use crate::holds::{self, HoldState};
 use crate::segment::Span;
@@ -42,6 +43,12 @@ pub struct Status {
     pub sources: Vec<SourceStatus>,
     pub holds: Vec<HoldState>,
     pub purgeable_segments: u64,
+    /// The collector's last counters snapshot (`counters.json`), when one was written.
+    pub collector: Option<Counters>,
+    /// How old that snapshot is, in seconds, by the store's clock.
+    pub collector_age_secs: Option<f64>,
+    /// Why the snapshot could not be read, when it could not.
+    pub collector_problem: Option<String>,
 }
 
 impl Store {
@@ -122,6 +129,14 @@ impl Store {
             _ => 0.0,
         };
         let plan = holds::plan_purge(&view, now, self.options().retention_days);
+        let (collector, collector_problem) = match Counters::read(self.dir()) {
+            Ok(c) => (c, None),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        let collector_age_secs = collector
+            .as_ref()
+            .and_then(|c| c.written_at)
+            .map(|t| now.duration_since(t).as_secs_f64());
         Ok(Status {
             records,
             segments: view.segments.len() as u64,
@@ -136,6 +151,9 @@ impl Store {
             sources,
             holds: holds::holds(&view, now),
             purgeable_segments: plan.purge.len() as u64,
+            collector,
+            collector_age_secs,
+            collector_problem,
         })
     }
 }
