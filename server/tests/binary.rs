@@ -222,3 +222,97 @@ fn config_check_names_the_bad_key() {
         "the printed example is a valid file"
     );
 }
+
+/// An SNTP server on loopback whose clock is 50 ms ahead of this machine's; answers a bounded
+/// number of requests.
+fn skewed_sntp() -> String {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let addr = socket.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 48];
+        for _ in 0..16 {
+            let Ok((48, peer)) = socket.recv_from(&mut buf) else {
+                return;
+            };
+            let t = jiff::Timestamp::now() + jiff::SignedDuration::from_millis(50);
+            let _ = socket.send_to(&khetnet_collector::clock::reply(&buf, t, t, 1), peer);
+        }
+    });
+    addr
+}
+
+#[test]
+fn healthz_shows_the_clock_degraded_when_it_is_off_by_more_than_10ms() {
+    let dir = tempfile::tempdir().unwrap();
+    let ntp = skewed_sntp();
+    let mut cmd = Command::new(BIN);
+    loopback_collector(&mut cmd, "127.0.0.1:0");
+    let mut child = cmd
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(dir.path())
+        .env("KHETNET_ADMIN_PASSWORD", "a good admin password")
+        .env("KHETNET_COLLECTOR_NTP_SERVERS", &ntp)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = loop {
+        let line = lines
+            .next()
+            .expect("the server printed its address")
+            .unwrap();
+        if let Some(rest) = line.strip_prefix("khetnet: serving ") {
+            break rest.trim_end_matches('/').to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    // Stopped however the test ends.
+    struct Stop(u32);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            unsafe { libc::kill(self.0 as i32, libc::SIGTERM) };
+        }
+    }
+    let stop = Stop(child.id());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (health, clock) = loop {
+        let health: serde_json::Value = rt.block_on(async {
+            reqwest::get(format!("{url}/healthz"))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap()
+        });
+        let clock = health["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "collector.clock")
+            .cloned();
+        if let Some(clock) = clock
+            && clock["status"] == "degraded"
+        {
+            break (health, clock);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the clock was not reported degraded: {health}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let detail = clock["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(&ntp) && detail.contains("over the law's 10 ms"),
+        "{detail}"
+    );
+    assert_eq!(health["status"], "degraded", "{health}");
+    drop(stop);
+    let _ = child.wait();
+}

@@ -1,15 +1,20 @@
 //! The clock check: the offset to each configured NTP server, measured with SNTP every
-//! [`INTERVAL`], logged, exported as `khetnet_collector_clock_offset_seconds{server}` and kept for
-//! [`crate::RunningCollector::clock`]. An offset over the law's 10 ms is an alert
-//! (`khetnet_collector_clock_over_limit{server}` = 1 and an error event).
+//! [`INTERVAL`], logged, exported as `khetnet_collector_clock_offset_seconds{server}`, kept for
+//! [`crate::RunningCollector::clock`] and the counters snapshot, and written to the store as a
+//! `clock` record (each measurement, or why there is none), so a court can see the clock was
+//! checked. An offset over the law's 10 ms is an alert (`khetnet_collector_clock_over_limit{server}`
+//! = 1, an error event in the log, `collector.clock` degraded in `/healthz`, and a line in
+//! `khetnet-retention status`).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
+use khetnet_retention::counters::ClockCheck;
+use khetnet_retention::record::{Body, ClockOffset, Input, Origin, Record};
 use tokio::net::UdpSocket;
-use tokio_util::sync::CancellationToken;
 
+use super::Shared;
 use crate::clock::{self, Measurement};
 
 /// How often each server is asked.
@@ -26,6 +31,98 @@ pub struct ClockReading {
     pub at: Timestamp,
     /// The measurement, or why there is none.
     pub result: Result<Measurement, String>,
+}
+
+impl ClockReading {
+    /// The record that keeps this reading in the store.
+    pub fn record(&self, receive_time: Timestamp) -> Record {
+        let nanos = |d: SignedDuration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
+        let (offset_ns, delay_ns, stratum, error) = match &self.result {
+            Ok(m) => (
+                Some(nanos(m.offset)),
+                Some(nanos(m.delay)),
+                Some(m.stratum),
+                None,
+            ),
+            Err(e) => (None, None, None, Some(e.clone())),
+        };
+        Record {
+            event_time: self.at,
+            receive_time,
+            origin: Origin {
+                input: Input::Store,
+                peer: None,
+                import_sha256: None,
+            },
+            school: None,
+            body: Body::Clock(ClockOffset {
+                server: self.server.clone(),
+                offset_ns,
+                delay_ns,
+                stratum,
+                error,
+            }),
+        }
+    }
+
+    /// The reading as the counters snapshot shows it.
+    pub fn check(&self) -> ClockCheck {
+        let ms = |d: SignedDuration| d.as_secs_f64() * 1e3;
+        ClockCheck {
+            server: self.server.clone(),
+            at: self.at,
+            offset_ms: self.result.as_ref().ok().map(|m| ms(m.offset)),
+            delay_ms: self.result.as_ref().ok().map(|m| ms(m.delay)),
+            error: self.result.as_ref().err().cloned(),
+            over_limit: self.result.as_ref().is_ok_and(Measurement::over_limit),
+        }
+    }
+}
+
+/// The last readings, shared between the check and those who show them.
+#[derive(Debug, Clone, Default)]
+pub struct Readings(Arc<Mutex<Vec<ClockReading>>>);
+
+impl Readings {
+    /// The last check against each server (empty before the first).
+    pub fn latest(&self) -> Vec<ClockReading> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set(&self, now: Vec<ClockReading>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = now;
+    }
+
+    /// What `/healthz` says of the clock: `None` when it was never checked (no server
+    /// configured, or before the first check); `Some(Ok(summary))` when every server answered
+    /// within 10 ms; `Some(Err(what is wrong and the fix))` otherwise.
+    pub fn health(&self) -> Option<Result<String, String>> {
+        let readings = self.latest();
+        if readings.is_empty() {
+            return None;
+        }
+        let mut ok = Vec::new();
+        let mut bad = Vec::new();
+        for r in &readings {
+            match &r.result {
+                Ok(m) if m.over_limit() => bad.push(format!(
+                    "offset to {} is {:+.1} ms, over the law's 10 ms: synchronise this machine's clock (chrony, systemd-timesyncd)",
+                    r.server,
+                    m.offset.as_secs_f64() * 1e3
+                )),
+                Ok(m) => ok.push(format!("{} {:+.1} ms", r.server, m.offset.as_secs_f64() * 1e3)),
+                Err(e) => bad.push(format!(
+                    "cannot check the clock against {}: {e} (fix collector.ntp_servers or the network path)",
+                    r.server
+                )),
+            }
+        }
+        Some(if bad.is_empty() {
+            Ok(ok.join(", "))
+        } else {
+            Err(bad.join("; "))
+        })
+    }
 }
 
 /// Asks `server` (`HOST[:PORT]`, port 123 by default) once.
@@ -76,8 +173,8 @@ pub async fn measure(server: &str) -> Result<Measurement, String> {
     }
 }
 
-/// Checks every server now and records the readings.
-pub async fn check(servers: &[String], readings: &Mutex<Vec<ClockReading>>) {
+/// Checks every server now, keeps the readings and stores one `clock` record per server.
+pub async fn check(servers: &[String], readings: &Readings, shared: &Shared) {
     let mut now = Vec::new();
     for server in servers {
         let result = measure(server).await;
@@ -105,20 +202,25 @@ pub async fn check(servers: &[String], readings: &Mutex<Vec<ClockReading>>) {
             result,
         });
     }
-    *readings.lock().unwrap_or_else(|p| p.into_inner()) = now;
+    let records: Vec<Record> = now.iter().map(|r| r.record(shared.store.now())).collect();
+    readings.set(now);
+    if !shared.writer.append(records).await {
+        tracing::error!("the clock check could not be stored");
+    }
 }
 
-/// Checks at start and every `interval` until `shutdown`.
+/// Checks at start and every `interval` until `shared.shutdown`.
 pub async fn run_clock_check(
     servers: Vec<String>,
     interval: Duration,
-    readings: Arc<Mutex<Vec<ClockReading>>>,
-    shutdown: CancellationToken,
+    readings: Readings,
+    shared: Shared,
 ) {
+    let shutdown = shared.shutdown.clone();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            _ = check(&servers, &readings) => {}
+            _ = check(&servers, &readings, &shared) => {}
         }
         tokio::select! {
             _ = shutdown.cancelled() => break,
