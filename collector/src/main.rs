@@ -240,6 +240,8 @@ fn run_collector(args: RunArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the runtime")?;
     runtime.block_on(async move {
+        // Before the inputs are announced: a SIGTERM right after start is a clean stop too.
+        let signals = Signals::install();
         let shutdown = CancellationToken::new();
         let running = Collector::start_with(settings, store, shutdown.clone()).await;
         println!("khetnet-collector: store {}", dir.display());
@@ -256,24 +258,41 @@ fn run_collector(args: RunArgs) -> anyhow::Result<ExitCode> {
             running.shutdown(Duration::from_secs(5)).await;
             return Ok(ExitCode::FAILURE);
         }
-        wait_for_signal().await;
+        signals.wait().await;
         eprintln!("khetnet-collector: stopping; storing what was received");
         running.shutdown(Duration::from_secs(30)).await;
         Ok(ExitCode::SUCCESS)
     })
 }
 
-async fn wait_for_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+/// SIGTERM and SIGINT, listened for from the moment they are installed.
+struct Signals {
+    term: Option<tokio::signal::unix::Signal>,
+    interrupt: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn install() -> Signals {
+        use tokio::signal::unix::{SignalKind, signal};
+        Signals {
+            term: signal(SignalKind::terminate()).ok(),
+            interrupt: signal(SignalKind::interrupt()).ok(),
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+    }
+
+    async fn wait(mut self) {
+        async fn next(s: &mut Option<tokio::signal::unix::Signal>) {
+            match s {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        }
+        tokio::select! {
+            _ = next(&mut self.term) => {}
+            _ = next(&mut self.interrupt) => {}
+        }
     }
 }
 

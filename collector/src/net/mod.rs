@@ -16,6 +16,7 @@ pub mod clock;
 pub mod netflow;
 pub mod radius;
 pub mod relp;
+pub mod report;
 pub mod sources;
 pub mod syslog;
 pub mod tls;
@@ -68,8 +69,20 @@ impl Shared {
     }
 }
 
+/// How long, at shutdown, a stream input keeps reading what its senders already sent.
+pub const DRAIN_GRACE: Duration = Duration::from_secs(5);
+
+/// At shutdown, a stream whose sender sent nothing for this long is done.
+pub const DRAIN_IDLE: Duration = Duration::from_millis(250);
+
+/// Connections waiting in the kernel's backlog taken at shutdown, at most.
+const DRAIN_BACKLOG: usize = 1024;
+
 /// Accepts connections until shutdown; each allowed one gets its own task running `serve`.
-/// Connections from sources not allowed are counted and closed at once.
+/// Connections from sources not allowed are counted and closed at once. At shutdown, the
+/// connections the kernel already completed (the backlog) are still taken, so what their
+/// senders sent before the signal is read and stored (`serve` sees the cancelled token and
+/// reads only what is there).
 pub(crate) async fn accept_loop<F, Fut>(
     listener: TcpListener,
     shared: Shared,
@@ -79,17 +92,43 @@ pub(crate) async fn accept_loop<F, Fut>(
     F: Fn(TcpStream, IpAddr, Option<String>, Shared) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    let mut taken = 0;
+    let mut drain_until: Option<tokio::time::Instant> = None;
     loop {
-        let permit = tokio::select! {
-            _ = shared.shutdown.cancelled() => break,
-            p = shared.connections.clone().acquire_owned() => match p {
+        let permit = if shared.shutdown.is_cancelled() {
+            // Shutting down: a permit only if one is free now.
+            match shared.connections.clone().try_acquire_owned() {
                 Ok(p) => p,
                 Err(_) => break,
-            },
+            }
+        } else {
+            tokio::select! {
+                _ = shared.shutdown.cancelled() => continue,
+                p = shared.connections.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+            }
         };
-        let accepted = tokio::select! {
-            _ = shared.shutdown.cancelled() => break,
-            a = listener.accept() => a,
+        let accepted = if shared.shutdown.is_cancelled() {
+            // Shutting down: only connections already waiting (found within DRAIN_IDLE),
+            // for DRAIN_GRACE at most.
+            taken += 1;
+            let deadline =
+                *drain_until.get_or_insert_with(|| tokio::time::Instant::now() + DRAIN_GRACE);
+            if taken > DRAIN_BACKLOG {
+                break;
+            }
+            let until = deadline.min(tokio::time::Instant::now() + DRAIN_IDLE);
+            match tokio::time::timeout_at(until, listener.accept()).await {
+                Ok(a) => a,
+                Err(_) => break,
+            }
+        } else {
+            tokio::select! {
+                _ = shared.shutdown.cancelled() => continue,
+                a = listener.accept() => a,
+            }
         };
         let (stream, peer) = match accepted {
             Ok(x) => x,
@@ -288,7 +327,8 @@ pub struct RunningCollector {
     abandon: CancellationToken,
     writer: WriterTask,
     silent_after: Duration,
-    clock: Arc<std::sync::Mutex<Vec<clock::ClockReading>>>,
+    clock: clock::Readings,
+    report: Arc<report::Report>,
 }
 
 /// Starts inputs and the writer; the entry point `khetnet serve` embeds.
@@ -324,9 +364,10 @@ impl Collector {
             );
         }
         let abandon = CancellationToken::new();
-        let (writer, writer_task) = Writer::start(store.clone(), abandon.clone());
         let sources = Arc::new(Sources::new(settings.allow.clone()));
+        let (writer, writer_task) = Writer::start(store.clone(), sources.clone(), abandon.clone());
         let tracker = TaskTracker::new();
+        let store_dir = store.dir().to_owned();
         let shared = Shared {
             writer,
             sources: sources.clone(),
@@ -472,15 +513,29 @@ impl Collector {
             }
         });
         // The clock against the reference.
-        let readings = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let readings = clock::Readings::default();
         if !settings.ntp_servers.is_empty() {
             tracker.spawn(clock::run_clock_check(
                 settings.ntp_servers.clone(),
                 settings.clock_interval,
                 readings.clone(),
-                shutdown.clone(),
+                shared.clone(),
             ));
         }
+        // The counters, where `khetnet-retention status` reads them.
+        let report = Arc::new(report::Report {
+            writer: format!(
+                "khetnet-collector {}, pid {}",
+                env!("CARGO_PKG_VERSION"),
+                std::process::id()
+            ),
+            started_at: jiff::Timestamp::now(),
+            inputs: inputs.clone(),
+            sources: sources.clone(),
+            clock: readings.clone(),
+            dir: store_dir,
+        });
+        tracker.spawn(report::run_snapshots(report.clone(), shutdown.clone()));
         tracker.close();
         drop(shared);
         RunningCollector {
@@ -492,6 +547,7 @@ impl Collector {
             writer: writer_task,
             silent_after,
             clock: readings,
+            report,
         }
     }
 }
@@ -531,7 +587,18 @@ impl RunningCollector {
     /// The last clock check against each NTP server (empty before the first, or when none is
     /// configured).
     pub fn clock(&self) -> Vec<clock::ClockReading> {
-        self.clock.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.clock.latest()
+    }
+
+    /// The clock readings as they change, for whoever watches them after the collector is
+    /// handed to [`RunningCollector::finished`] (`/healthz`).
+    pub fn clock_readings(&self) -> clock::Readings {
+        self.clock.clone()
+    }
+
+    /// The counters as `khetnet-retention status` shows them (`counters.json`), taken now.
+    pub fn counters(&self) -> khetnet_retention::counters::Counters {
+        self.report.snapshot(false)
     }
 
     /// Stops every input (cancels the token given to [`Collector::start`]) and waits until
@@ -553,5 +620,7 @@ impl RunningCollector {
         });
         self.writer.finished().await;
         give_up.abort();
+        // The last snapshot, with everything stored counted.
+        self.report.write(true).await;
     }
 }

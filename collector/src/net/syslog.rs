@@ -61,6 +61,9 @@ fn datagram(shared: &Shared, data: &[u8], peer: SocketAddr, records: &mut Vec<Re
         return;
     };
     let receipt = shared.receipt(input, peer.ip(), school);
+    shared
+        .sources
+        .add(input, Some(peer.ip()), Count::Bytes, data.len() as u64);
     // A datagram may end with the sender's LF.
     let data = data.strip_suffix(b"\n").unwrap_or(data);
     let record = syslog::decode(data, &receipt);
@@ -157,10 +160,25 @@ async fn read_stream<S: AsyncRead + AsyncWrite + Unpin>(
     let mut framer = Framer::default();
     let mut buf: Vec<u8> = Vec::with_capacity(128 * 1024);
     let mut chunk = vec![0u8; 64 * 1024];
+    // Set at shutdown: until then, what the sender already sent is still read and stored.
+    let mut draining: Option<tokio::time::Instant> = None;
     loop {
-        let read = tokio::select! {
-            _ = shared.shutdown.cancelled() => break,
-            r = stream.read(&mut chunk) => r,
+        let read = match draining {
+            None => tokio::select! {
+                _ = shared.shutdown.cancelled() => {
+                    draining = Some(tokio::time::Instant::now() + super::DRAIN_GRACE);
+                    continue;
+                }
+                r = stream.read(&mut chunk) => r,
+            },
+            Some(deadline) => {
+                let until = deadline.min(tokio::time::Instant::now() + super::DRAIN_IDLE);
+                match tokio::time::timeout_at(until, stream.read(&mut chunk)).await {
+                    Ok(r) => r,
+                    // The sender went quiet, or the grace period is over.
+                    Err(_) => break,
+                }
+            }
         };
         let n = match read {
             Ok(0) => break,
@@ -170,6 +188,9 @@ async fn read_stream<S: AsyncRead + AsyncWrite + Unpin>(
                 break;
             }
         };
+        shared
+            .sources
+            .add(input, Some(peer), Count::Bytes, n as u64);
         buf.extend_from_slice(&chunk[..n]);
         let receipt = shared.receipt(input, peer, school.clone());
         let mut records = Vec::new();
@@ -186,7 +207,8 @@ async fn read_stream<S: AsyncRead + AsyncWrite + Unpin>(
             at += consumed;
         }
         buf.drain(..at);
-        if !submit(&shared, input, peer, records).await {
+        let submitted = submit_until(&shared, input, peer, records, draining).await;
+        if !submitted {
             return;
         }
     }
@@ -197,9 +219,33 @@ async fn read_stream<S: AsyncRead + AsyncWrite + Unpin>(
         .map(|m| syslog::decode(m, &receipt))
         .into_iter()
         .collect();
-    submit(&shared, input, peer, rest).await;
+    submit_until(&shared, input, peer, rest, draining).await;
     // TLS: close_notify, so the sender knows the stream ended cleanly.
     let _ = stream.shutdown().await;
+}
+
+/// As [`submit`]; once shutting down, waits for the queue only until `deadline`.
+async fn submit_until(
+    shared: &Shared,
+    input: Input,
+    peer: IpAddr,
+    records: Vec<Record>,
+    deadline: Option<tokio::time::Instant>,
+) -> bool {
+    let Some(deadline) = deadline else {
+        return submit(shared, input, peer, records).await;
+    };
+    let count = records.len() as u64;
+    match tokio::time::timeout_at(deadline, submit(shared, input, peer, records)).await {
+        Ok(done) => done,
+        Err(_) => {
+            // The store is stuck at shutdown: count and say so, never lose data silently.
+            shared.sources.add(input, Some(peer), Count::Dropped, count);
+            tracing::error!(input = super::sources::input_name(input), peer = %peer, records = count,
+                "shutting down: the store did not take these records within the grace period");
+            false
+        }
+    }
 }
 
 async fn submit(shared: &Shared, input: Input, peer: IpAddr, records: Vec<Record>) -> bool {
