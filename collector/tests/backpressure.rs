@@ -75,6 +75,16 @@ async fn udp_drops_and_counts_when_the_writer_is_behind() {
     assert_eq!(raw(&first[0]), b"<13>first");
     assert_eq!(raw(&third[0]), b"<13>third");
     assert_eq!(sources.get(Input::SyslogUdp, Count::Dropped), 1);
+    // What the counters snapshot (`khetnet-retention status`) shows: per input and per source.
+    let udp = sources.tally(Input::SyslogUdp);
+    assert_eq!((udp.received, udp.dropped), (3, 1));
+    let per_source = sources.source_tallies();
+    let gateway = per_source
+        .iter()
+        .find(|s| s.input == "syslog_udp" && s.source.to_string() == "127.0.0.1")
+        .unwrap();
+    assert_eq!((gateway.tally.received, gateway.tally.dropped), (3, 1));
+    assert_eq!(gateway.school.as_deref(), Some("S1"));
     stop.cancel();
     task.await.unwrap();
 }

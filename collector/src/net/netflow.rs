@@ -43,6 +43,7 @@ pub async fn run_netflow(socket: UdpSocket, input: Input, shared: Shared) {
             Input::Netflow
         };
         shared.sources.add(input, Some(ip), Count::Received, 1);
+        shared.sources.add(input, Some(ip), Count::Bytes, n as u64);
         let receipt = shared.receipt(kind, ip, school);
         let decoder = decoders.entry(ip).or_insert_with(|| FlowDecoder::new(ip));
         let records = decoder.decode(data, &receipt);

@@ -66,11 +66,12 @@ pub async fn run_radius(socket: UdpSocket, secrets: Secrets, shared: Shared) {
             continue;
         };
         let Some(secret) = secrets.lookup(ip) else {
-            shared.sources.add(input, None, Count::Refused, 1);
+            shared.sources.refuse(input, ip);
             tracing::warn!(peer = %ip, "RADIUS request from a client with no shared secret configured (collector.radius_clients or radius_secret)");
             continue;
         };
         shared.sources.add(input, Some(ip), Count::Received, 1);
+        shared.sources.add(input, Some(ip), Count::Bytes, n as u64);
         let receipt = shared.receipt(input, ip, school);
         match radius::decode(&buf[..n], secret.as_bytes(), &receipt) {
             Outcome::Accepted {

@@ -50,6 +50,9 @@ async fn session(mut stream: TcpStream, peer: IpAddr, school: Option<String>, sh
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
+        shared
+            .sources
+            .add(input, Some(peer), Count::Bytes, n as u64);
         buf.extend_from_slice(&chunk[..n]);
         let receipt = shared.receipt(input, peer, school.clone());
         let mut answers = Vec::new();

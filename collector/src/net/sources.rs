@@ -1,10 +1,12 @@
 //! Who may send, what each input received, refused and dropped, and which sources went quiet.
 //!
-//! Every count is kept twice: in atomics a [`crate::net::RunningCollector`] shows (and tests
-//! read), and through the `metrics` facade, which the server exports at `/metrics` as
-//! `khetnet_collector_<what>_total{input, source}`. Refused peers are counted per input only:
-//! anyone can spoof a UDP source address, so a label per refused address would let a stranger
-//! grow the metrics without bound.
+//! Every count is kept three times: in atomics per input and in a map per (input, source),
+//! which a [`crate::net::RunningCollector`] shows, tests read and the counters snapshot
+//! (`counters.json`, shown by `khetnet-retention status`) copies; and through the `metrics`
+//! facade, which the server exports at `/metrics` as `khetnet_collector_<what>_total{input,
+//! source}`. Refused peers are counted per input only in the metrics: anyone can spoof a UDP
+//! source address, so a label per refused address would let a stranger grow the metrics
+//! without bound; the snapshot names at most [`REFUSED_LISTED`] of them.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -12,6 +14,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use jiff::Timestamp;
+use khetnet_retention::counters::{REFUSED_LISTED, Refused, SourceCounters, Tally};
 use khetnet_retention::record::Input;
 
 use crate::source::AllowList;
@@ -42,15 +46,24 @@ pub enum Count {
     Refused,
     /// Connections accepted (TCP, TLS, RELP).
     Connections,
+    /// Bytes received from allowed sources (after TLS).
+    Bytes,
+    /// Records the store made durable (counted by the writer).
+    Stored,
+    /// Of those stored, records kept `raw` (no decoder understood them).
+    Raw,
 }
 
-const COUNTS: [Count; 6] = [
+const COUNTS: [Count; 9] = [
     Count::Received,
     Count::Records,
     Count::Malformed,
     Count::Dropped,
     Count::Refused,
     Count::Connections,
+    Count::Bytes,
+    Count::Stored,
+    Count::Raw,
 ];
 
 impl Count {
@@ -62,6 +75,9 @@ impl Count {
             Count::Dropped => "khetnet_collector_dropped_total",
             Count::Refused => "khetnet_collector_refused_total",
             Count::Connections => "khetnet_collector_connections_total",
+            Count::Bytes => "khetnet_collector_bytes_total",
+            Count::Stored => "khetnet_collector_stored_total",
+            Count::Raw => "khetnet_collector_raw_total",
         }
     }
 }
@@ -85,6 +101,21 @@ fn index(input: Input) -> usize {
     INPUTS.iter().position(|i| *i == input).unwrap_or(0)
 }
 
+fn tally(c: &Counts) -> Tally {
+    let get = |count: Count| c[COUNTS.iter().position(|x| *x == count).unwrap_or(0)];
+    Tally {
+        received: get(Count::Received),
+        bytes: get(Count::Bytes),
+        records: get(Count::Records),
+        stored: get(Count::Stored),
+        raw: get(Count::Raw),
+        malformed: get(Count::Malformed),
+        dropped: get(Count::Dropped),
+        refused: get(Count::Refused),
+        connections: get(Count::Connections),
+    }
+}
+
 /// A source that has been quiet too long.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Silent {
@@ -98,7 +129,12 @@ pub struct Silent {
 struct Seen {
     school: Option<String>,
     last: Instant,
+    /// `last` by the wall clock, for the snapshot.
+    heard: Timestamp,
 }
+
+/// The counts of one input, in [`COUNTS`] order.
+type Counts = [u64; COUNTS.len()];
 
 /// The allow-list, the counters and when each source was last heard.
 #[derive(Debug)]
@@ -106,6 +142,8 @@ pub struct Sources {
     allow: AllowList,
     counts: [[AtomicU64; COUNTS.len()]; INPUTS.len()],
     seen: Mutex<HashMap<IpAddr, Seen>>,
+    per_source: Mutex<HashMap<(Input, IpAddr), Counts>>,
+    refused: Mutex<HashMap<(Input, IpAddr), (u64, Timestamp)>>,
     started: Instant,
 }
 
@@ -115,6 +153,8 @@ impl Sources {
             allow,
             counts: Default::default(),
             seen: Mutex::new(HashMap::new()),
+            per_source: Mutex::new(HashMap::new()),
+            refused: Mutex::new(HashMap::new()),
             started: Instant::now(),
         }
     }
@@ -128,7 +168,7 @@ impl Sources {
     /// heard now), `None` when refused (and counted).
     pub fn admit(&self, input: Input, peer: IpAddr) -> Option<Option<String>> {
         let Some(school) = self.allow.lookup(peer) else {
-            self.add(input, None, Count::Refused, 1);
+            self.refuse(input, peer);
             tracing::debug!(input = input_name(input), peer = %peer, "refused a source not in the allow-list");
             return None;
         };
@@ -139,9 +179,28 @@ impl Sources {
             Seen {
                 school: school.clone(),
                 last: Instant::now(),
+                heard: Timestamp::now(),
             },
         );
         Some(school)
+    }
+
+    /// Counts a datagram or connection from `peer` refused on `input`; the first
+    /// [`REFUSED_LISTED`] addresses are also remembered by name for the snapshot.
+    pub fn refuse(&self, input: Input, peer: IpAddr) {
+        self.add(input, None, Count::Refused, 1);
+        let mut refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+        let listed = refused.len();
+        match refused.get_mut(&(input, peer)) {
+            Some((n, last)) => {
+                *n += 1;
+                *last = Timestamp::now();
+            }
+            None if listed < REFUSED_LISTED => {
+                refused.insert((input, peer), (1, Timestamp::now()));
+            }
+            None => {}
+        }
     }
 
     /// Adds `n` to a count of `input` (and of `source`, in the metrics).
@@ -152,9 +211,73 @@ impl Sources {
         let i = COUNTS.iter().position(|c| *c == count).unwrap_or(0);
         self.counts[index(input)][i].fetch_add(n, Ordering::Relaxed);
         match source {
-            Some(source) => metrics::counter!(count.metric(), "input" => input_name(input), "source" => source.to_string()).increment(n),
+            Some(source) => {
+                self.per_source
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .entry((input, source))
+                    .or_default()[i] += n;
+                metrics::counter!(count.metric(), "input" => input_name(input), "source" => source.to_string()).increment(n)
+            }
             None => metrics::counter!(count.metric(), "input" => input_name(input)).increment(n),
         }
+    }
+
+    /// The counts of `input` so far, as the snapshot shows them.
+    pub fn tally(&self, input: Input) -> Tally {
+        let counts: Counts =
+            std::array::from_fn(|i| self.counts[index(input)][i].load(Ordering::Relaxed));
+        tally(&counts)
+    }
+
+    /// A count of `input` from `source` so far.
+    pub fn get_source(&self, input: Input, source: IpAddr, count: Count) -> u64 {
+        let i = COUNTS.iter().position(|c| *c == count).unwrap_or(0);
+        self.per_source
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(input, source))
+            .map_or(0, |c| c[i])
+    }
+
+    /// Every source's counts, by input and address.
+    pub fn source_tallies(&self) -> Vec<SourceCounters> {
+        let per_source = self
+            .per_source
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<SourceCounters> = per_source
+            .into_iter()
+            .map(|((input, source), counts)| SourceCounters {
+                input: input_name(input).to_owned(),
+                source,
+                school: seen.get(&source).and_then(|s| s.school.clone()),
+                last_heard: seen.get(&source).map(|s| s.heard),
+                tally: tally(&counts),
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.input, a.source).cmp(&(&b.input, b.source)));
+        out
+    }
+
+    /// The refused addresses remembered by name.
+    pub fn refused(&self) -> Vec<Refused> {
+        let mut out: Vec<Refused> = self
+            .refused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|((input, source), (count, last))| Refused {
+                input: input_name(*input).to_owned(),
+                source: *source,
+                count: *count,
+                last: Some(*last),
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.input, a.source).cmp(&(&b.input, b.source)));
+        out
     }
 
     /// A count of `input` so far.

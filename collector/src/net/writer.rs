@@ -11,10 +11,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use khetnet_retention::record::{Body, Input};
 use khetnet_retention::{Record, Store};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+use super::sources::{Count, INPUTS, Sources};
 
 /// Batches waiting for the writer, at most. Each holds what one input read at once.
 pub const QUEUE_BATCHES: usize = 1024;
@@ -53,13 +56,18 @@ impl WriterTask {
 }
 
 impl Writer {
-    /// Starts the writer over `store`.
+    /// Starts the writer over `store`; what it stores is counted in `sources` (stored, and of
+    /// those raw, per input and source).
     ///
     /// `abandon` is for when the store keeps failing at shutdown: once it is cancelled, a
     /// failed append is not retried and its senders learn that nothing was stored.
-    pub fn start(store: Arc<Store>, abandon: CancellationToken) -> (Writer, WriterTask) {
+    pub fn start(
+        store: Arc<Store>,
+        sources: Arc<Sources>,
+        abandon: CancellationToken,
+    ) -> (Writer, WriterTask) {
         let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
-        let handle = tokio::spawn(write_loop(store, rx, abandon));
+        let handle = tokio::spawn(write_loop(store, sources, rx, abandon));
         (Writer { tx }, WriterTask { handle })
     }
 
@@ -129,7 +137,12 @@ impl StalledQueue {
     }
 }
 
-async fn write_loop(store: Arc<Store>, mut rx: mpsc::Receiver<Batch>, abandon: CancellationToken) {
+async fn write_loop(
+    store: Arc<Store>,
+    sources: Arc<Sources>,
+    mut rx: mpsc::Receiver<Batch>,
+    abandon: CancellationToken,
+) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -157,7 +170,7 @@ async fn write_loop(store: Arc<Store>, mut rx: mpsc::Receiver<Batch>, abandon: C
                 Err(_) => break,
             }
         }
-        let stored = append(&store, records, &abandon).await;
+        let stored = append(&store, &sources, records, &abandon).await;
         for ack in acks {
             let _ = ack.send(stored);
         }
@@ -169,8 +182,37 @@ async fn write_loop(store: Arc<Store>, mut rx: mpsc::Receiver<Batch>, abandon: C
     }
 }
 
+/// Counts durable records per input and source (records come in runs from one source).
+fn count_stored(sources: &Sources, records: &[Record]) {
+    let mut run: Option<(Input, Option<std::net::IpAddr>)> = None;
+    let (mut stored, mut raw) = (0u64, 0u64);
+    let flush = |run: Option<(Input, Option<std::net::IpAddr>)>, stored: u64, raw: u64| {
+        if let Some((input, peer)) = run
+            && INPUTS.contains(&input)
+        {
+            sources.add(input, peer, Count::Stored, stored);
+            sources.add(input, peer, Count::Raw, raw);
+        }
+    };
+    for record in records {
+        let key = Some((record.origin.input, record.origin.peer));
+        if key != run {
+            flush(run, stored, raw);
+            (run, stored, raw) = (key, 0, 0);
+        }
+        stored += 1;
+        raw += u64::from(matches!(record.body, Body::Raw(_)));
+    }
+    flush(run, stored, raw);
+}
+
 /// Appends on a blocking thread, retrying while it fails (a full disk) until `abandon`.
-async fn append(store: &Arc<Store>, records: Vec<Record>, abandon: &CancellationToken) -> bool {
+async fn append(
+    store: &Arc<Store>,
+    sources: &Sources,
+    records: Vec<Record>,
+    abandon: &CancellationToken,
+) -> bool {
     if records.is_empty() {
         return true;
     }
@@ -183,6 +225,7 @@ async fn append(store: &Arc<Store>, records: Vec<Record>, abandon: &Cancellation
             Ok(Ok(_)) => {
                 metrics::counter!("khetnet_collector_stored_records_total").increment(count);
                 metrics::counter!("khetnet_collector_store_batches_total").increment(1);
+                count_stored(sources, &records);
                 return true;
             }
             Ok(Err(error)) => {
