@@ -1,85 +1,49 @@
 //! rsyslog, started by the test as its own process, forwards to the collector binary over TCP
-//! (omfwd) and RELP (omrelp). Under RELP the collector is killed (SIGKILL) and restarted in the
-//! middle of the stream: every message still arrives, because the collector answers a message
-//! only once it is durable and rsyslog sends unanswered ones again.
+//! (omfwd), TLS (omfwd with the gtls netstream driver, certificates made by the test) and RELP
+//! (omrelp). Under RELP the collector is killed (SIGKILL) and restarted in the middle of the
+//! stream: every message still arrives, because the collector answers a message only once it
+//! is durable and rsyslog sends unanswered ones again. Under TLS with client certificates
+//! required, an rsyslog whose certificate is not from the configured CA is refused.
 //!
-//! Skipped with a message when rsyslogd or its RELP module is not installed
-//! (`apt-get install rsyslog rsyslog-relp`).
+//! Skipped with a message when rsyslogd or its RELP or TLS module is not installed
+//! (`apt-get install rsyslog rsyslog-relp rsyslog-gnutls`).
 
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+
+use common::{Killed, free_port, terminate};
 use std::time::{Duration, Instant};
 
 use khetnet_retention::{Options, Store};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A process killed when the test ends, however it ends.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Starts `khetnet-collector run` with only `flag ADDR` on and waits until it listens.
 fn collector(dir: &Path, store: &Path, flag: &str, port: u16) -> Killed {
-    let config = dir.join("khetnet.toml");
-    std::fs::write(
-        &config,
-        "[collector]\nsyslog_udp = \"\"\nsyslog_tcp = \"\"\nsyslog_tls = \"\"\nrelp = \"\"\nradius = \"\"\nnetflow = \"\"\nipfix = \"\"\nallow = [\"127.0.0.1=S1\"]\n",
-    )
-    .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_khetnet-collector"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .arg("--store")
-        .arg(store)
-        .args([flag, &format!("127.0.0.1:{port}")])
-        .env_remove("KHETNET_CONFIG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let line = lines
-            .next()
-            .expect("the collector printed its inputs")
-            .unwrap();
-        if line.contains("listening on") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the collector did not start");
-    }
-    // Keep reading stdout so the collector never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Killed(child)
+    collector_with(dir, store, flag, port, "")
+}
+
+/// As [`collector`], with more `[collector]` keys (`extra`, TOML lines).
+fn collector_with(dir: &Path, store: &Path, flag: &str, port: u16, extra: &str) -> Killed {
+    common::run_collector(dir, store, &[flag, &format!("127.0.0.1:{port}")], extra)
 }
 
 fn rsyslog(dir: &Path, input_port: u16, action: &str) -> Killed {
+    rsyslog_with(dir, input_port, "", action)
+}
+
+/// As [`rsyslog`], with more `global()` parameters (`global`, e.g. the TLS files).
+fn rsyslog_with(dir: &Path, input_port: u16, global: &str, action: &str) -> Killed {
     let work = dir.join("rsyslog");
     std::fs::create_dir_all(&work).unwrap();
     let conf = dir.join("rsyslog.conf");
     std::fs::write(
         &conf,
         format!(
-            r#"global(workDirectory="{work}")
+            r#"global(workDirectory="{work}" {global})
 module(load="imtcp")
 module(load="omrelp")
 input(type="imtcp" address="127.0.0.1" port="{input_port}" ruleset="forward")
@@ -95,7 +59,7 @@ ruleset(name="forward") {{
         .args(["-n", "-f"])
         .arg(&conf)
         .arg("-i")
-        .arg(dir.join("rsyslogd.pid"))
+        .arg(work.join("rsyslogd.pid"))
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -243,5 +207,223 @@ fn rsyslog_over_relp_survives_a_collector_crash() {
             .filter(|i| !got.contains(i))
             .take(20)
             .collect::<Vec<_>>()
+    );
+}
+
+fn gtls_installed() -> bool {
+    installed()
+        && (Path::new("/usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_gtls.so").exists()
+            || Path::new("/usr/lib/rsyslog/lmnsd_gtls.so").exists()
+            || {
+                eprintln!(
+                    "SKIPPED: rsyslog's TLS driver is not installed (apt-get install rsyslog-gnutls)"
+                );
+                false
+            })
+}
+
+/// Writes `NAME.crt` and `NAME.key` (PEM) for a certificate signed by `ca`.
+fn issue(
+    dir: &Path,
+    name: &str,
+    subject: &str,
+    usage: rcgen::ExtendedKeyUsagePurpose,
+    ca: &rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec![subject.to_string()]).unwrap();
+    params.extended_key_usages = vec![usage];
+    let cert = params.signed_by(&key, ca).unwrap();
+    std::fs::write(dir.join(format!("{name}.crt")), cert.pem()).unwrap();
+    std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
+}
+
+/// A CA written as `NAME.crt`.
+fn authority(dir: &Path, name: &str) -> rcgen::CertifiedIssuer<'static, rcgen::KeyPair> {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, format!("khetnet test {name}"));
+    let ca =
+        rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap()).unwrap();
+    std::fs::write(dir.join(format!("{name}.crt")), ca.pem()).unwrap();
+    ca
+}
+
+/// The district's CA, the collector's certificate for `localhost` and a gateway's client
+/// certificate, in `dir`.
+fn district_pki(dir: &Path) {
+    let ca = authority(dir, "ca");
+    issue(
+        dir,
+        "server",
+        "localhost",
+        rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+        &ca,
+    );
+    issue(
+        dir,
+        "gateway",
+        "gateway-1010100001",
+        rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+        &ca,
+    );
+}
+
+/// rsyslog forwarding its TCP input to the collector's TLS port, checking the collector's
+/// certificate against `ca.crt` in `pki`; `client` names the certificate it presents (`NAME.crt`
+/// and `NAME.key` in `pki`), if any.
+fn rsyslog_tls(dir: &Path, pki: &Path, input: u16, port: u16, client: Option<&str>) -> Killed {
+    let mut global = format!(
+        r#"DefaultNetstreamDriver="gtls" DefaultNetstreamDriverCAFile="{}""#,
+        pki.join("ca.crt").display()
+    );
+    if let Some(name) = client {
+        global += &format!(
+            r#" DefaultNetstreamDriverCertFile="{}" DefaultNetstreamDriverKeyFile="{}""#,
+            pki.join(format!("{name}.crt")).display(),
+            pki.join(format!("{name}.key")).display()
+        );
+    }
+    rsyslog_with(
+        dir,
+        input,
+        &global,
+        &format!(
+            r#"action(type="omfwd" target="127.0.0.1" port="{port}" protocol="tcp" TCP_Framing="octet-counted"
+         StreamDriver="gtls" StreamDriverMode="1" StreamDriverAuthMode="x509/name" StreamDriverPermittedPeers="localhost"
+         template="RSYSLOG_SyslogProtocol23Format"
+         action.resumeRetryCount="-1" action.resumeInterval="1"
+         queue.type="LinkedList" queue.size="100000")"#
+        ),
+    )
+}
+
+fn send_to_rsyslog(input: u16, numbers: std::ops::Range<usize>) {
+    let mut to_rsyslog = TcpStream::connect(("127.0.0.1", input)).unwrap();
+    for i in numbers {
+        to_rsyslog.write_all(message(i).as_bytes()).unwrap();
+    }
+    to_rsyslog.flush().unwrap();
+}
+
+fn missing(got: &BTreeSet<usize>, n: usize) -> Vec<usize> {
+    (0..n).filter(|i| !got.contains(i)).take(20).collect()
+}
+
+#[test]
+fn rsyslog_over_tls() {
+    if !gtls_installed() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    std::fs::create_dir_all(&pki).unwrap();
+    district_pki(&pki);
+    let store: PathBuf = dir.path().join("store");
+    let port = free_port();
+    let _collector = collector_with(
+        dir.path(),
+        &store,
+        "--syslog-tls",
+        port,
+        &format!(
+            "tls_cert = \"{}\"\ntls_key = \"{}\"\n",
+            pki.join("server.crt").display(),
+            pki.join("server.key").display()
+        ),
+    );
+    let input = free_port();
+    let _rsyslog = rsyslog_tls(dir.path(), &pki, input, port, None);
+    let n = 1000;
+    send_to_rsyslog(input, 0..n);
+    let got = wait_for_all(&store, n, 60);
+    assert_eq!(got.len(), n, "missing: {:?}", missing(&got, n));
+    let records = common::stored(&Store::open_read(&store, &Options::default()).unwrap());
+    assert!(
+        records
+            .iter()
+            .all(|r| r.origin.input == khetnet_retention::record::Input::SyslogTls),
+        "stored as received over TLS"
+    );
+}
+
+#[test]
+fn rsyslog_over_tls_with_client_certificates_required() {
+    if !gtls_installed() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    std::fs::create_dir_all(&pki).unwrap();
+    district_pki(&pki);
+    // A gateway with a certificate from some other CA: not one the district issued.
+    let rogue_ca = authority(&pki, "rogue-ca");
+    issue(
+        &pki,
+        "rogue",
+        "gateway-9999999999",
+        rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+        &rogue_ca,
+    );
+    let store: PathBuf = dir.path().join("store");
+    let port = free_port();
+    let collector = collector_with(
+        dir.path(),
+        &store,
+        "--syslog-tls",
+        port,
+        &format!(
+            "tls_cert = \"{}\"\ntls_key = \"{}\"\ntls_client_ca = \"{}\"\n",
+            pki.join("server.crt").display(),
+            pki.join("server.key").display(),
+            pki.join("ca.crt").display()
+        ),
+    );
+
+    // The gateway with the district's certificate delivers everything.
+    let good_dir = dir.path().join("good");
+    std::fs::create_dir_all(&good_dir).unwrap();
+    let good_input = free_port();
+    let good = rsyslog_tls(&good_dir, &pki, good_input, port, Some("gateway"));
+    let n = 1000;
+    send_to_rsyslog(good_input, 0..n);
+    let got = wait_for_all(&store, n, 60);
+    assert_eq!(got.len(), n, "missing: {:?}", missing(&got, n));
+    drop(good);
+
+    // The one with another CA's certificate, and one with none, are refused: nothing they
+    // send is stored.
+    let rogue_dir = dir.path().join("rogue");
+    std::fs::create_dir_all(&rogue_dir).unwrap();
+    let rogue_input = free_port();
+    let _rogue = rsyslog_tls(&rogue_dir, &pki, rogue_input, port, Some("rogue"));
+    send_to_rsyslog(rogue_input, n..n + 100);
+    let none_dir = dir.path().join("none");
+    std::fs::create_dir_all(&none_dir).unwrap();
+    let none_input = free_port();
+    let _none = rsyslog_tls(&none_dir, &pki, none_input, port, None);
+    send_to_rsyslog(none_input, n + 100..n + 200);
+    // Wait until both have tried (each failed handshake is counted in the snapshot the
+    // collector writes at shutdown); rsyslog retries every second.
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(terminate(collector).success(), "a clean exit");
+    let got = stored_numbers(&store);
+    assert_eq!(got.len(), n, "only the district's gateway was stored");
+    assert!(got.iter().all(|i| *i < n));
+    let counters = khetnet_retention::counters::Counters::read(&store)
+        .unwrap()
+        .expect("the collector left its counters");
+    let tls = counters
+        .inputs
+        .iter()
+        .find(|i| i.input == "syslog_tls")
+        .unwrap();
+    assert!(counters.stopped);
+    assert_eq!(tls.tally.stored, n as u64, "{tls:?}");
+    assert!(
+        tls.tally.malformed >= 2,
+        "the refused handshakes are counted: {tls:?}"
     );
 }

@@ -2,6 +2,9 @@
 //! temporary store, and ways to wait for what it stored.
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -119,5 +122,90 @@ pub fn raw_text(record: &Record) -> Option<String> {
             Some(String::from_utf8_lossy(&raw.data).into_owned())
         }
         _ => None,
+    }
+}
+
+/// A loopback TCP port free now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A process killed when the test ends, however it ends.
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the `khetnet-collector run` binary over `store` with every input off except those
+/// `args` turn on (`--syslog-tcp ADDR ...`), 127.0.0.1 allowed as school S1 and `extra` lines
+/// added to `[collector]`; waits until it listens.
+pub fn run_collector(dir: &Path, store: &Path, args: &[&str], extra: &str) -> Killed {
+    let config = dir.join("khetnet.toml");
+    std::fs::write(
+        &config,
+        format!("[collector]\nsyslog_udp = \"\"\nsyslog_tcp = \"\"\nsyslog_tls = \"\"\nrelp = \"\"\nradius = \"\"\nnetflow = \"\"\nipfix = \"\"\nallow = [\"127.0.0.1=S1\"]\n{extra}"),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_khetnet-collector"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .arg("--store")
+        .arg(store)
+        .args(args)
+        .env_remove("KHETNET_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let line = lines
+            .next()
+            .expect("the collector printed its inputs")
+            .unwrap();
+        if line.contains("listening on") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the collector did not start");
+    }
+    // Keep reading stdout so the collector never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Killed(child)
+}
+
+/// Sends `signal` (`TERM`, `STOP`, `CONT`) to a process.
+pub fn signal(process: &Killed, signal: &str) {
+    let sent = Command::new("kill")
+        .args([&format!("-{signal}"), &process.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill -{signal}");
+}
+
+/// Stops a collector with SIGTERM (a clean shutdown) and waits (at most 30 s) for it to exit.
+pub fn terminate(mut collector: Killed) -> ExitStatus {
+    signal(&collector, "TERM");
+    wait_exit(&mut collector)
+}
+
+/// Waits (at most 30 s) for a process to exit.
+pub fn wait_exit(process: &mut Killed) -> ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = process.0.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "the process did not stop");
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
