@@ -53,6 +53,46 @@ pub async fn run_syslog_udp(socket: UdpSocket, shared: Shared) {
             count_dropped(&shared, input, &dropped);
         }
     }
+    drain_datagrams(&socket, &shared, &mut buf).await;
+}
+
+/// At shutdown: the datagrams the kernel already holds are still read and stored, until none
+/// comes for [`super::DRAIN_IDLE`] or [`super::DRAIN_GRACE`] has passed. Here the writer may be
+/// waited for (until the grace ends); what it cannot take by then is counted as dropped.
+async fn drain_datagrams(socket: &UdpSocket, shared: &Shared, buf: &mut [u8]) {
+    let input = Input::SyslogUdp;
+    let deadline = tokio::time::Instant::now() + super::DRAIN_GRACE;
+    let mut records = Vec::new();
+    loop {
+        let until = deadline.min(tokio::time::Instant::now() + super::DRAIN_IDLE);
+        let received = tokio::time::timeout_at(until, socket.recv_from(buf)).await;
+        let done = match received {
+            Ok(Ok((n, peer))) => {
+                datagram(shared, &buf[..n], peer, &mut records);
+                false
+            }
+            Ok(Err(_)) | Err(_) => true,
+        };
+        if records.len() >= UDP_BATCH || (done && !records.is_empty()) {
+            let batch = std::mem::take(&mut records);
+            let peers: Vec<Option<IpAddr>> = batch.iter().map(|r| r.origin.peer).collect();
+            if !matches!(
+                tokio::time::timeout_at(deadline, shared.writer.send(batch)).await,
+                Ok(Ok(()))
+            ) {
+                for peer in &peers {
+                    shared.sources.add(input, *peer, Count::Dropped, 1);
+                }
+                tracing::error!(
+                    records = peers.len(),
+                    "shutting down: the store did not take these UDP records within the grace period"
+                );
+            }
+        }
+        if done {
+            return;
+        }
+    }
 }
 
 fn datagram(shared: &Shared, data: &[u8], peer: SocketAddr, records: &mut Vec<Record>) {
