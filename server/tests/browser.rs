@@ -204,7 +204,7 @@ async fn a_repair_filed_on_a_phone_with_a_photo_is_resolved_then_rated() {
     wait_until_shows(&tech, "#rating", "5").await;
     wait_until_shows(&tech, "#state", "Resolved").await;
 
-    tech.quit().await;
-    requester.quit().await;
+    drop(tech);
+    drop(requester);
     s.stop().await;
 }

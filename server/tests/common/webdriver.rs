@@ -164,11 +164,6 @@ impl Browser {
             == Value::Bool(true)
     }
 
-    /// Ends the browser session (Chromium exits), then chromedriver.
-    pub async fn quit(self) {
-        let _ = self.http.delete(&self.base).send().await;
-    }
-
     pub async fn click(&self, css: &str) {
         let id = self.element(css).await;
         self.post(&format!("/element/{id}/click"), json!({})).await;
@@ -221,7 +216,23 @@ impl Browser {
 }
 
 impl Drop for Browser {
+    /// Ends the session first, so Chromium exits (killing chromedriver alone leaves it running),
+    /// also when a test fails. Plain HTTP/1.1 on loopback: a drop cannot await.
     fn drop(&mut self) {
+        use std::io::{Read, Write};
+        if let Some((host, path)) = self
+            .base
+            .strip_prefix("http://")
+            .and_then(|rest| rest.split_once('/'))
+            && let Ok(mut stream) = std::net::TcpStream::connect(host)
+        {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+            let _ = write!(
+                stream,
+                "DELETE /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+            );
+            let _ = stream.read_to_end(&mut Vec::new());
+        }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
