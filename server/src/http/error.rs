@@ -77,59 +77,27 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, kind, title, detail, field) = match &self {
-            ApiError::BadRequest(m) => (
-                StatusCode::BAD_REQUEST,
-                "bad-request",
-                "Bad request",
-                m.clone(),
-                None,
-            ),
+        let status = self.status();
+        let (kind, title, detail, field) = match &self {
+            ApiError::BadRequest(m) => ("bad-request", "Bad request", m.clone(), None),
             ApiError::Invalid { field, message } => (
-                StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid-field",
                 "Invalid field",
                 format!("{field}: {message}"),
                 Some(field.as_str()),
             ),
-            ApiError::Unauthorized(m) => (
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "Unauthorized",
-                m.clone(),
-                None,
-            ),
+            ApiError::Unauthorized(m) => ("unauthorized", "Unauthorized", m.clone(), None),
             ApiError::Forbidden => (
-                StatusCode::FORBIDDEN,
                 "forbidden",
                 "Forbidden",
                 "your role does not allow this; see docs/PERMISSIONS.md or ask an administrator"
                     .into(),
                 None,
             ),
-            ApiError::NotFound => (
-                StatusCode::NOT_FOUND,
-                "not-found",
-                "Not found",
-                "no such object".into(),
-                None,
-            ),
-            ApiError::Conflict(m) => (
-                StatusCode::CONFLICT,
-                "conflict",
-                "Conflict",
-                m.clone(),
-                None,
-            ),
-            ApiError::TooLarge(m) => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too-large",
-                "Too large",
-                m.clone(),
-                None,
-            ),
+            ApiError::NotFound => ("not-found", "Not found", "no such object".into(), None),
+            ApiError::Conflict(m) => ("conflict", "Conflict", m.clone(), None),
+            ApiError::TooLarge(m) => ("too-large", "Too large", m.clone(), None),
             ApiError::TooManyRequests { retry_after_secs } => (
-                StatusCode::TOO_MANY_REQUESTS,
                 "too-many-requests",
                 "Too many requests",
                 format!(
@@ -140,7 +108,6 @@ impl IntoResponse for ApiError {
             ApiError::Internal(e) => {
                 tracing::error!(error = %e, "request failed");
                 (
-                    StatusCode::INTERNAL_SERVER_ERROR,
                     "internal",
                     "Internal error",
                     "the server could not complete the request; the error is in its log".into(),
