@@ -30,12 +30,14 @@ impl Browser {
             .local_addr()
             .unwrap()
             .port();
-        let driver = Command::new(driver)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting chromedriver");
+        // Its own process group, which Chromium joins: dropping the browser ends them all.
+        let driver =
+            std::os::unix::process::CommandExt::process_group(&mut Command::new(driver), 0)
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("starting chromedriver");
         let profile = tempfile::tempdir().unwrap();
         let mut browser = Browser {
             http: reqwest::Client::new(),
@@ -216,8 +218,9 @@ impl Browser {
 }
 
 impl Drop for Browser {
-    /// Ends the session first, so Chromium exits (killing chromedriver alone leaves it running),
-    /// also when a test fails. Plain HTTP/1.1 on loopback: a drop cannot await.
+    /// Ends the session first, so Chromium exits cleanly (killing chromedriver alone leaves it
+    /// running), also when a test fails; then ends the process group. Plain HTTP/1.1 on
+    /// loopback: a drop cannot await.
     fn drop(&mut self) {
         use std::io::{Read, Write};
         if let Some((host, path)) = self
@@ -233,7 +236,11 @@ impl Drop for Browser {
             );
             let _ = stream.read_to_end(&mut Vec::new());
         }
-        let _ = self.driver.kill();
+        // Whatever is left of the group (a Chromium slow to quit) goes too.
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.driver.id())])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.driver.wait();
     }
 }
