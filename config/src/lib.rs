@@ -237,6 +237,9 @@ impl Config {
                 return refuse(key, "0".into(), "allowed: 1 or more".into());
             }
         }
+        if let Err((key, value, message)) = self.devices.check() {
+            return refuse(&key, value, message);
+        }
         if let Err((key, value, message)) = self.desk.check() {
             return refuse(&key, value, message);
         }

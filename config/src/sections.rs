@@ -223,6 +223,43 @@ pub struct DevicesConfig {
     pub silent_after_intervals: u32,
     /// Days raw samples are kept.
     pub raw_retention_days: u32,
+    /// Days the 5-minute aggregates of samples are kept (at least `raw_retention_days`).
+    pub aggregate_retention_days: u32,
+    /// Packet loss (percent) at or above which a device that answers opens an incident.
+    pub loss_alert_percent: u32,
+    /// A printer supply (toner, ink) at or below this level (percent) opens an incident.
+    pub toner_alert_percent: u32,
+    /// A disk of an agent's host used at or above this share (percent) opens an incident.
+    pub disk_alert_percent: u32,
+    /// A fault that comes back within this many minutes of clearing reopens its incident and
+    /// repair request instead of filing a new one.
+    pub flap_window_minutes: u32,
+}
+
+impl DevicesConfig {
+    /// Rules beyond the types: (key, value, what is allowed) of the first broken one.
+    pub fn check(&self) -> std::result::Result<(), (String, String, String)> {
+        for (key, value) in [
+            ("devices.loss_alert_percent", self.loss_alert_percent),
+            ("devices.toner_alert_percent", self.toner_alert_percent),
+            ("devices.disk_alert_percent", self.disk_alert_percent),
+        ] {
+            if !(1..=100).contains(&value) {
+                return Err((key.into(), value.to_string(), "allowed: 1 to 100".into()));
+            }
+        }
+        if self.aggregate_retention_days < self.raw_retention_days {
+            return Err((
+                "devices.aggregate_retention_days".into(),
+                self.aggregate_retention_days.to_string(),
+                format!(
+                    "allowed: at least devices.raw_retention_days ({})",
+                    self.raw_retention_days
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for DevicesConfig {
@@ -232,6 +269,11 @@ impl Default for DevicesConfig {
             config_refresh_secs: 300,
             silent_after_intervals: 3,
             raw_retention_days: 7,
+            aggregate_retention_days: 400,
+            loss_alert_percent: 20,
+            toner_alert_percent: 10,
+            disk_alert_percent: 90,
+            flap_window_minutes: 30,
         }
     }
 }

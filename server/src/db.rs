@@ -47,6 +47,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "desk_attachments",
         include_str!("../migrations/sqlite/0004_desk_attachments.sql"),
     ),
+    (
+        6,
+        "device_alerts",
+        include_str!("../migrations/sqlite/0006_device_alerts.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -68,6 +73,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         4,
         "desk_attachments",
         include_str!("../migrations/postgres/0004_desk_attachments.sql"),
+    ),
+    (
+        6,
+        "device_alerts",
+        include_str!("../migrations/postgres/0006_device_alerts.sql"),
     ),
 ];
 

@@ -317,9 +317,10 @@ pub async fn list(db: &Db, school_id: Option<i64>) -> Result<Vec<User>> {
     rows.iter().map(from_row).collect()
 }
 
-/// Whether any user exists (first start creates the admin when none does).
+/// Whether any user exists besides the built-in `system` (first start creates the admin when
+/// none does).
 pub async fn any_exist(db: &Db) -> Result<bool> {
-    let n = sqlx::query_scalar::<Any, i64>("SELECT COUNT(*) FROM users")
+    let n = sqlx::query_scalar::<Any, i64>("SELECT COUNT(*) FROM users WHERE username <> 'system'")
         .fetch_one(&db.pool)
         .await?;
     Ok(n > 0)

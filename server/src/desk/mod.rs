@@ -4,7 +4,8 @@
 //! ([`reports`]).
 //!
 //! Invariants:
-//! - A request changes only through [`requests::act`], which checks the workflow table, writes
+//! - A request changes only through [`requests::act`] (or, for device-health incidents, through
+//!   [`system`] as the built-in system user), which checks the workflow table, writes
 //!   the request, its history entry and the audit entry in one transaction.
 //! - Two approved loan reservations of one asset never overlap: the database refuses it (an
 //!   exclusion constraint on PostgreSQL, a trigger on SQLite), not only this code.
@@ -19,6 +20,7 @@ pub mod register;
 pub mod reports;
 pub mod requests;
 pub mod sla;
+pub mod system;
 pub mod workbook;
 pub mod workflow;
 

@@ -10,10 +10,17 @@
 //! - A report batch is stored whole or not at all, and at most once per (agent, batch id): the
 //!   batch row and its samples are written in one transaction, and a replayed batch id is
 //!   recognised and acknowledged without storing anything.
-//! - At most one incident is open per device and per agent (partial unique indexes).
+//! - At most one incident is open per device and rule, and per agent (partial unique indexes);
+//!   the repair request of an incident is filed in the transaction that opens it, so an
+//!   incident has exactly one request however many reports arrive at once.
+//! - A raw sample is deleted only after the 5-minute bucket it falls in has been rolled up
+//!   ([`rollup`]), in the same transaction.
 
 pub mod agents;
 pub mod alerts;
+pub mod discovered;
+pub mod graphs;
+pub mod rollup;
 pub mod samples;
 pub mod targets;
 
@@ -30,6 +37,10 @@ pub struct Settings {
     pub silent_after_intervals: u32,
     /// Days raw samples are kept.
     pub raw_retention_days: u32,
+    /// Days 5-minute aggregates are kept.
+    pub aggregate_retention_days: u32,
+    /// The alert rules' thresholds.
+    pub rules: alerts::Rules,
 }
 
 impl From<&khetnet_config::DevicesConfig> for Settings {
@@ -39,6 +50,13 @@ impl From<&khetnet_config::DevicesConfig> for Settings {
             config_refresh_secs: c.config_refresh_secs,
             silent_after_intervals: c.silent_after_intervals,
             raw_retention_days: c.raw_retention_days,
+            aggregate_retention_days: c.aggregate_retention_days,
+            rules: alerts::Rules {
+                loss_percent: f64::from(c.loss_alert_percent),
+                toner_percent: f64::from(c.toner_alert_percent),
+                disk_percent: f64::from(c.disk_alert_percent),
+                flap_window_ms: i64::from(c.flap_window_minutes) * 60_000,
+            },
         }
     }
 }
