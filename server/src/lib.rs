@@ -173,7 +173,8 @@ pub async fn start(config: &Config, options: StartOptions) -> anyhow::Result<Run
     })
 }
 
-/// Every half report interval: opens incidents for silent agents and purges old samples.
+/// Every half report interval: opens incidents for silent agents, rolls raw samples past their
+/// window up into 5-minute aggregates and deletes aggregates past theirs.
 fn devices_sweep(db: db::Db, settings: devices::Settings) -> tokio::task::JoinHandle<()> {
     let period = Duration::from_secs(settings.report_interval_secs.div_ceil(2).max(1));
     tokio::spawn(async move {
@@ -183,6 +184,9 @@ fn devices_sweep(db: db::Db, settings: devices::Settings) -> tokio::task::JoinHa
             tick.tick().await;
             if let Err(error) = devices::alerts::sweep(&db, &settings, db::now_ms()).await {
                 tracing::warn!(error = %error, "device-health sweep failed");
+            }
+            if let Err(error) = devices::rollup::maintain(&db, &settings, db::now_ms()).await {
+                tracing::warn!(error = %error, "device-sample rollup failed");
             }
         }
     })

@@ -341,7 +341,8 @@ async fn reports_are_stored_once_and_bad_ones_change_nothing() {
 #[tokio::test]
 async fn status_and_one_incident_per_outage() {
     for db in databases() {
-        let s = TestServer::start(&db).await;
+        // The printer's 40% loss is degraded but stays under the loss alert.
+        let s = TestServer::start_with(&db, |c| c.devices.loss_alert_percent = 50).await;
         let admin = s.admin().await;
         let school = s.school(&admin, "1057010001").await;
         let quiet = s.school(&admin, "1057010002").await;
@@ -421,7 +422,7 @@ async fn status_and_one_incident_per_outage() {
         assert_eq!(open[0]["kind"], "device_down");
         assert_eq!(open[0]["device_id"], router);
         assert!(open[0]["summary"].as_str().unwrap().contains("no reply"));
-        assert_eq!(open[0]["request_id"], Value::Null);
+        assert!(open[0]["request_id"].is_i64(), "a repair request: {open:?}");
 
         // Worst school first.
         let (status, health) = s.get(&admin, "/api/v1/devices/status").await;
@@ -638,6 +639,473 @@ async fn devices_crud_and_who_sees_what() {
             !audit.to_string().contains("secret"),
             "the community is not in the audit trail"
         );
+        s.stop().await;
+    }
+}
+
+/// The open incidents of one kind.
+async fn open_of(s: &TestServer, admin: &str, kind: &str) -> Vec<Value> {
+    let (status, open) = s.get(admin, "/api/v1/incidents?open=true").await;
+    assert_eq!(status, StatusCode::OK, "{open}");
+    open.as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["kind"] == kind)
+        .cloned()
+        .collect()
+}
+
+async fn repair_requests(s: &TestServer, token: &str) -> Vec<Value> {
+    let (status, list) = s.get(token, "/api/v1/requests?kind=repair").await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    list.as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn an_incident_files_one_repair_request_and_resolves_it() {
+    for db in databases() {
+        let s = TestServer::start(&db).await;
+        let admin = s.admin().await;
+        let school = s.school(&admin, "1057010001").await;
+        let other = s.school(&admin, "1057010002").await;
+        s.user(&admin, "somchai", "technician", None).await;
+        s.user(&admin, "staff", "requester", Some(other)).await;
+        let tech = s.login("somchai", "password-of-somchai").await;
+        let staff = s.login("staff", "password-of-staff").await;
+        let router = device(
+            &s,
+            &admin,
+            school,
+            "router-a",
+            json!({ "down_after_minutes": 1 }),
+        )
+        .await;
+        let credential = enroll(&s, &admin, school, "agent-1").await;
+        let send = |samples: Vec<Value>| {
+            let s = &s;
+            let credential = credential.clone();
+            async move {
+                let (status, body) = report(
+                    s,
+                    &credential,
+                    json!({ "batch_id": batch_id(), "samples": samples }),
+                )
+                .await;
+                assert_eq!(status, StatusCode::OK, "{body}");
+            }
+        };
+
+        // Down for two minutes: one incident and one repair request for the device's school.
+        send(vec![sample(router, 120, false)]).await;
+        assert!(open_of(&s, &admin, "device_down").await.is_empty());
+        send(vec![sample(router, 0, false)]).await;
+        let open = open_of(&s, &admin, "device_down").await;
+        assert_eq!(open.len(), 1, "{db:?}: {open:?}");
+        let request_id = open[0]["request_id"].as_i64().expect("a repair request");
+        let (status, request) = s.get(&tech, &format!("/api/v1/requests/{request_id}")).await;
+        assert_eq!(status, StatusCode::OK, "{request}");
+        assert_eq!(request["kind"], "repair");
+        assert_eq!(request["state"], "submitted");
+        assert_eq!(request["school_id"], school);
+        assert!(
+            request["title"].as_str().unwrap().contains("router-a"),
+            "{request}"
+        );
+        assert!(
+            request["fields"]["problem"]
+                .as_str()
+                .unwrap()
+                .contains("router-a"),
+            "{request}"
+        );
+        assert_eq!(request["history"][0]["actor"], "system");
+
+        // Reports keep coming, several at once: still one request.
+        tokio::join!(
+            send(vec![sample(router, 0, false)]),
+            send(vec![sample(router, 0, false)]),
+            send(vec![sample(router, 0, false)]),
+            send(vec![sample(router, 0, false)]),
+        );
+        assert_eq!(repair_requests(&s, &tech).await.len(), 1, "{db:?}");
+        assert_eq!(open_of(&s, &admin, "device_down").await.len(), 1);
+
+        // The technicians' queue shows it; another school's requester does not see it.
+        let (_, queue) = s.get(&tech, "/api/v1/requests?state=submitted").await;
+        assert!(
+            queue
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["id"] == request_id),
+            "{queue}"
+        );
+        assert!(repair_requests(&s, &staff).await.is_empty());
+
+        // The system user cannot sign in.
+        let (status, _) = s.try_login("system", "").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+        // Recovery resolves the incident and the request, with a comment.
+        send(vec![sample(router, 0, true)]).await;
+        assert!(open_of(&s, &admin, "device_down").await.is_empty());
+        let (_, request) = s.get(&tech, &format!("/api/v1/requests/{request_id}")).await;
+        assert_eq!(request["state"], "resolved", "{request}");
+        let last = request["history"].as_array().unwrap().last().unwrap().clone();
+        assert_eq!(last["action"], "resolve");
+        assert_eq!(last["actor"], "system");
+        assert!(
+            last["comment"].as_str().unwrap().contains("answers again"),
+            "{last}"
+        );
+
+        // Down again soon after (flapping): the same request reopens with a comment.
+        send(vec![sample(router, 0, false)]).await;
+        let later = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(90);
+        let (status, body) = report(
+            &s,
+            &credential,
+            json!({ "batch_id": batch_id(), "samples": [{ "device_id": router, "at": later.to_string(), "ok": false, "error": "no reply" }] }),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let requests = repair_requests(&s, &tech).await;
+        assert_eq!(requests.len(), 1, "{requests:?}");
+        assert_eq!(requests[0]["state"], "submitted");
+        let (_, request) = s.get(&tech, &format!("/api/v1/requests/{request_id}")).await;
+        let last = request["history"].as_array().unwrap().last().unwrap().clone();
+        assert_eq!(last["action"], "reopen", "{request}");
+        assert_eq!(open_of(&s, &admin, "device_down").await.len(), 1);
+
+        // The audit trail names the system as the actor.
+        let (status, audit) = s
+            .get(&admin, &format!("/api/v1/audit?entity=request&entity_id={request_id}"))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{audit}");
+        let entries = audit.as_array().unwrap();
+        assert!(
+            entries
+                .iter()
+                .any(|e| e["actor"] == "system" && e["action"] == "request.create"),
+            "{audit}"
+        );
+        s.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn loss_toner_and_disk_rules_open_and_resolve_their_own_requests() {
+    for db in databases() {
+        let s = TestServer::start(&db).await;
+        let admin = s.admin().await;
+        let school = s.school(&admin, "1057010001").await;
+        let printer = device(
+            &s,
+            &admin,
+            school,
+            "printer-1",
+            json!({ "probe": "snmp", "snmp_community": "public", "address": "192.0.2.30", "degraded_loss_percent": 50 }),
+        )
+        .await;
+        let host = device(&s, &admin, school, "agent-host", json!({ "address": "127.0.0.1" })).await;
+        let credential = enroll(&s, &admin, school, "agent-1").await;
+        let send = |samples: Vec<Value>| {
+            let s = &s;
+            let credential = credential.clone();
+            async move {
+                let (status, body) = report(
+                    s,
+                    &credential,
+                    json!({ "batch_id": batch_id(), "samples": samples }),
+                )
+                .await;
+                assert_eq!(status, StatusCode::OK, "{body}");
+            }
+        };
+        let printer_sample = |loss: f64, black: Option<f64>| {
+            json!({ "device_id": printer, "at": ago(0), "ok": true, "latency_ms": 3.0, "loss_percent": loss,
+                    "detail": { "supplies": [
+                        { "description": "Black Toner", "level_percent": black },
+                        { "description": "Waste Toner Box", "level_percent": null } ] } })
+        };
+        let host_sample = |used: f64| {
+            json!({ "device_id": host, "at": ago(0), "ok": true, "latency_ms": 0.1, "loss_percent": 0.0,
+                    "detail": { "cpu_percent": 12.5, "memory_percent": 40.0,
+                                "disks": [{ "mount": "/", "used_percent": 40.0 }, { "mount": "/var", "used_percent": used }] } })
+        };
+
+        // Defaults: loss 20%, toner 10%, disk 90%.
+        send(vec![printer_sample(30.0, Some(50.0)), host_sample(50.0)]).await;
+        let loss = open_of(&s, &admin, "loss_high").await;
+        assert_eq!(loss.len(), 1, "{db:?} {loss:?}");
+        assert!(open_of(&s, &admin, "toner_low").await.is_empty());
+        assert!(open_of(&s, &admin, "disk_full").await.is_empty());
+
+        // Loss worsens by 10 points or more: one comment on the request; a small change: none.
+        let loss_request = loss[0]["request_id"].as_i64().unwrap();
+        send(vec![printer_sample(35.0, Some(50.0))]).await;
+        send(vec![printer_sample(45.0, Some(50.0))]).await;
+        let (_, request) = s.get(&admin, &format!("/api/v1/requests/{loss_request}")).await;
+        let comments: Vec<&Value> = request["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["action"] == "comment")
+            .collect();
+        assert_eq!(comments.len(), 1, "{request}");
+        assert!(
+            comments[0]["comment"].as_str().unwrap().contains("45%"),
+            "{request}"
+        );
+
+        // Toner low and a full disk: each its own incident and request.
+        send(vec![printer_sample(0.0, Some(4.0)), host_sample(95.5)]).await;
+        assert!(open_of(&s, &admin, "loss_high").await.is_empty(), "loss recovered");
+        let (_, request) = s.get(&admin, &format!("/api/v1/requests/{loss_request}")).await;
+        assert_eq!(request["state"], "resolved");
+        let toner = open_of(&s, &admin, "toner_low").await;
+        assert_eq!(toner.len(), 1);
+        assert!(
+            toner[0]["summary"].as_str().unwrap().contains("Black Toner"),
+            "{toner:?}"
+        );
+        let disk = open_of(&s, &admin, "disk_full").await;
+        assert_eq!(disk.len(), 1);
+        assert!(disk[0]["summary"].as_str().unwrap().contains("/var"), "{disk:?}");
+        let requests = repair_requests(&s, &admin).await;
+        assert_eq!(requests.len(), 3, "{requests:?}");
+
+        // A sample without supplies says nothing about toner: the incident stays open.
+        send(vec![json!({ "device_id": printer, "at": ago(0), "ok": true, "latency_ms": 2.0, "loss_percent": 0.0 })]).await;
+        assert_eq!(open_of(&s, &admin, "toner_low").await.len(), 1);
+
+        // A new cartridge and a cleaned disk resolve both.
+        send(vec![printer_sample(0.0, Some(100.0)), host_sample(60.0)]).await;
+        assert!(open_of(&s, &admin, "toner_low").await.is_empty());
+        assert!(open_of(&s, &admin, "disk_full").await.is_empty());
+        let requests = repair_requests(&s, &admin).await;
+        assert!(
+            requests.iter().all(|r| r["state"] == "resolved"),
+            "{requests:?}"
+        );
+        s.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn alert_thresholds_come_from_the_configuration() {
+    let db = &databases()[0];
+    let s = TestServer::start_with(db, |c| c.devices.loss_alert_percent = 60).await;
+    let admin = s.admin().await;
+    let school = s.school(&admin, "1057010001").await;
+    let router = device(&s, &admin, school, "router", json!({})).await;
+    let credential = enroll(&s, &admin, school, "agent-1").await;
+    for loss in [50.0, 70.0] {
+        let (status, body) = report(
+            &s,
+            &credential,
+            json!({ "batch_id": batch_id(), "samples": [{ "device_id": router, "at": ago(0), "ok": true, "latency_ms": 1.0, "loss_percent": loss }] }),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let open = open_of(&s, &admin, "loss_high").await;
+        assert_eq!(open.len(), usize::from(loss > 60.0), "loss {loss}: {open:?}");
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn old_samples_become_five_minute_aggregates() {
+    for db in databases() {
+        let s = TestServer::start(&db).await;
+        let admin = s.admin().await;
+        let school = s.school(&admin, "1057010001").await;
+        let switch = device(
+            &s,
+            &admin,
+            school,
+            "switch",
+            json!({ "probe": "snmp", "snmp_community": "public" }),
+        )
+        .await;
+        let credential = enroll(&s, &admin, school, "agent-1").await;
+        // Eight days ago, aligned to a 5-minute bucket: four samples a minute apart, and one
+        // recent sample that stays raw.
+        let bucket = (khetnet_server::db::now_ms() - 8 * 86_400_000) / 300_000 * 300_000;
+        let at = |ms: i64| jiff::Timestamp::from_millisecond(ms).unwrap().to_string();
+        let octets = |i: i64, o: i64| json!({ "interfaces": [{ "index": 1, "in_octets": i, "out_octets": o }] });
+        let samples = json!([
+            { "device_id": switch, "at": at(bucket), "ok": true, "latency_ms": 2.0, "loss_percent": 0.0, "detail": octets(0, 0) },
+            { "device_id": switch, "at": at(bucket + 60_000), "ok": true, "latency_ms": 4.0, "loss_percent": 20.0, "detail": octets(600_000, 60_000) },
+            { "device_id": switch, "at": at(bucket + 120_000), "ok": false, "loss_percent": 100.0, "error": "timeout" },
+            { "device_id": switch, "at": at(bucket + 180_000), "ok": true, "latency_ms": 9.0, "loss_percent": 0.0, "detail": octets(1_200_000, 120_000) },
+            { "device_id": switch, "at": ago(0), "ok": true, "latency_ms": 1.0, "loss_percent": 0.0 },
+        ]);
+        let (status, body) = report(
+            &s,
+            &credential,
+            json!({ "batch_id": batch_id(), "samples": samples }),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+
+        let handle = khetnet_server::db::Db::connect(&s.database_url, 2)
+            .await
+            .unwrap();
+        let settings = khetnet_server::devices::Settings::default();
+        let now = khetnet_server::db::now_ms();
+        let done = khetnet_server::devices::rollup::maintain(&handle, &settings, now)
+            .await
+            .unwrap();
+        assert_eq!((done.buckets_written, done.raw_deleted), (1, 4), "{db:?}");
+        // Only the recent sample is left raw.
+        assert_eq!(samples_of(&s, &admin, switch).await.len(), 1);
+        use sqlx::Row;
+        let row = sqlx::query(
+            "SELECT bucket_at, samples, up_samples, latency_min_ms, latency_avg_ms, latency_max_ms, \
+             loss_avg_percent, loss_max_percent, in_bps, out_bps FROM device_aggregates WHERE device_id = $1",
+        )
+        .bind(switch)
+        .fetch_one(&handle.pool)
+        .await
+        .unwrap();
+        assert_eq!(row.get::<i64, _>("bucket_at"), bucket);
+        assert_eq!(row.get::<i64, _>("samples"), 4);
+        assert_eq!(row.get::<i64, _>("up_samples"), 3);
+        assert_eq!(row.get::<f64, _>("latency_min_ms"), 2.0);
+        assert_eq!(row.get::<f64, _>("latency_avg_ms"), 5.0);
+        assert_eq!(row.get::<f64, _>("latency_max_ms"), 9.0);
+        assert_eq!(row.get::<f64, _>("loss_avg_percent"), 30.0);
+        assert_eq!(row.get::<f64, _>("loss_max_percent"), 100.0);
+        // 1,200,000 octets in 180 s (the sample without counters is skipped): 53,333 bit/s.
+        assert!((row.get::<f64, _>("in_bps") - 1_200_000.0 * 8.0 / 180.0).abs() < 0.01);
+        assert!((row.get::<f64, _>("out_bps") - 120_000.0 * 8.0 / 180.0).abs() < 0.01);
+
+        // A second run finds nothing more; the 30-day uptime still counts the rolled-up bucket.
+        let again = khetnet_server::devices::rollup::maintain(&handle, &settings, now)
+            .await
+            .unwrap();
+        assert_eq!(again.buckets_written, 0);
+        // Past the aggregate window the aggregate goes too.
+        let far = now + 400 * 86_400_000;
+        let gone = khetnet_server::devices::rollup::maintain(&handle, &settings, far)
+            .await
+            .unwrap();
+        assert!(gone.aggregates_deleted >= 1, "{gone:?}");
+        handle.pool.close().await;
+        s.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn discovered_devices_are_listed_per_school_until_accepted_or_ignored() {
+    for db in databases() {
+        let s = TestServer::start(&db).await;
+        let admin = s.admin().await;
+        let school = s.school(&admin, "1057010001").await;
+        let other = s.school(&admin, "1057010002").await;
+        s.user(&admin, "somchai", "technician", None).await;
+        s.user(&admin, "staff", "requester", Some(school)).await;
+        let tech = s.login("somchai", "password-of-somchai").await;
+        let staff = s.login("staff", "password-of-staff").await;
+        device(&s, &admin, school, "router", json!({ "address": "10.1.0.1" })).await;
+        let a = enroll(&s, &admin, school, "agent-a").await;
+        let b = enroll(&s, &admin, other, "agent-b").await;
+        let seen = |ip: &str, mac: &str, secs_ago: i64| {
+            json!({ "ip": ip, "mac": mac, "vendor": "HP", "seen_at": ago(secs_ago) })
+        };
+        let (status, body) = report(
+            &s,
+            &a,
+            json!({ "batch_id": batch_id(), "samples": [], "discovered": [
+                seen("10.1.0.1", "00:11:22:33:44:55", 60),
+                seen("10.1.0.20", "AA-BB-CC-00-00-01", 60),
+                seen("10.1.0.21", "aa:bb:cc:00:00:02", 60) ] }),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (status, body) = report(
+            &s,
+            &b,
+            json!({ "batch_id": batch_id(), "samples": [], "discovered": [seen("10.2.0.5", "aa:bb:cc:00:00:09", 0)] }),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        // Seen again with a new address: one row, updated.
+        let (status, _) = report(
+            &s,
+            &a,
+            json!({ "batch_id": batch_id(), "samples": [], "discovered": [seen("10.1.0.22", "aabbcc000002", 0)] }),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+
+        let list = |token: String, query: String| {
+            let s = &s;
+            async move {
+                let (status, body) = s.get(&token, &format!("/api/v1/discovered-devices{query}")).await;
+                (status, body)
+            }
+        };
+        // The router's address is in the inventory already: not listed.
+        let (status, found) = list(tech.clone(), format!("?school_id={school}")).await;
+        assert_eq!(status, StatusCode::OK, "{found}");
+        let found = found.as_array().unwrap().clone();
+        let macs: Vec<&str> = found.iter().map(|f| f["mac"].as_str().unwrap()).collect();
+        assert_eq!(macs, ["aa:bb:cc:00:00:02", "aa:bb:cc:00:00:01"], "{db:?}");
+        assert_eq!(found[0]["ip"], "10.1.0.22");
+        let (_, theirs) = list(tech.clone(), format!("?school_id={other}")).await;
+        assert_eq!(theirs.as_array().unwrap().len(), 1);
+        assert_eq!(theirs[0]["mac"], "aa:bb:cc:00:00:09");
+        let (status, _) = list(staff.clone(), String::new()).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+
+        // Bad sightings are refused whole, naming the field.
+        let (status, body) = report(
+            &s,
+            &a,
+            json!({ "batch_id": batch_id(), "samples": [], "discovered": [seen("10.1.0.30", "not-a-mac", 0)] }),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert!(body["detail"].as_str().unwrap().contains("discovered[0].mac"), "{body}");
+
+        // Accept one into the inventory (device and asset), ignore the other.
+        let printer_id = found[0]["id"].as_i64().unwrap();
+        let (status, accepted) = s
+            .post(
+                &tech,
+                &format!("/api/v1/discovered-devices/{printer_id}/accept"),
+                json!({ "name": "printer-2", "probe": "snmp", "snmp_community": "public", "asset": { "asset_number": "7440-001-0001/67", "category": "printer" } }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{accepted}");
+        assert_eq!(accepted["state"], "accepted");
+        let device_id = accepted["device_id"].as_i64().unwrap();
+        let (_, device) = s.get(&tech, &format!("/api/v1/devices/{device_id}")).await;
+        assert_eq!(device["address"], "10.1.0.22");
+        assert_eq!(device["school_id"], school);
+        let asset_id = accepted["asset_id"].as_i64().unwrap();
+        let (status, asset) = s.get(&tech, &format!("/api/v1/assets/{asset_id}")).await;
+        assert_eq!(status, StatusCode::OK, "{asset}");
+        let (status, again) = s
+            .post(&tech, &format!("/api/v1/discovered-devices/{printer_id}/accept"), json!({ "name": "x" }))
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{again}");
+        let other_id = found[1]["id"].as_i64().unwrap();
+        let (status, _) = s
+            .post(&tech, &format!("/api/v1/discovered-devices/{other_id}/ignore"), json!({}))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        let (_, left) = list(tech.clone(), format!("?school_id={school}")).await;
+        assert!(left.as_array().unwrap().is_empty(), "{left}");
+        let (_, all) = list(tech.clone(), format!("?school_id={school}&all=true")).await;
+        assert_eq!(all.as_array().unwrap().len(), 3);
+        let (_, audit) = s
+            .get(&admin, &format!("/api/v1/audit?entity=discovered_device&entity_id={printer_id}"))
+            .await;
+        assert_eq!(audit[0]["action"], "discovered_device.accept", "{audit}");
+        assert_eq!(audit[0]["actor"], "somchai");
         s.stop().await;
     }
 }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::{Any, Row};
 
 use super::agents::AgentIdentity;
-use super::{alerts, is_uuid};
+use super::{Settings, alerts, discovered, is_uuid};
 use crate::db::{Db, now_ms, rfc3339};
 use crate::error::{Error, Result};
 
@@ -25,6 +25,10 @@ pub struct Report {
     #[serde(default)]
     pub samples_lost: i64,
     pub samples: Vec<Sample>,
+    /// Devices the agent saw on the school's network (ARP, neighbour table), for technicians to
+    /// accept into the inventory.
+    #[serde(default)]
+    pub discovered: Vec<discovered::Seen>,
 }
 
 /// One measurement of one device.
@@ -39,7 +43,10 @@ pub struct Sample {
     pub latency_ms: Option<f64>,
     pub loss_percent: Option<f64>,
     pub error: Option<String>,
-    /// Probe-specific values (SNMP readings, HTTP status).
+    /// Probe-specific values: SNMP readings (`interfaces` with `in_octets`/`out_octets`
+    /// counters), HTTP status, a printer's `supplies` (`description`, `level_percent`), a UPS
+    /// (`ups`), and for the agent's own host `cpu_percent`, `memory_percent` and `disks`
+    /// (`mount`, `used_percent`).
     pub detail: Option<serde_json::Value>,
 }
 
@@ -58,7 +65,7 @@ struct Checked {
     detail: Option<String>,
 }
 
-fn check(report: &Report) -> Result<Vec<Checked>> {
+fn check(report: &Report) -> Result<(Vec<Checked>, Vec<discovered::Checked>)> {
     if !is_uuid(&report.batch_id) {
         return Err(Error::invalid("batch_id", "must be a UUID"));
     }
@@ -72,7 +79,8 @@ fn check(report: &Report) -> Result<Vec<Checked>> {
         ));
     }
     let now = now_ms();
-    report
+    let found = discovered::check(&report.discovered, now)?;
+    let checked = report
         .samples
         .iter()
         .enumerate()
@@ -104,13 +112,14 @@ fn check(report: &Report) -> Result<Vec<Checked>> {
             }
             Ok(Checked { at, detail })
         })
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    Ok((checked, found))
 }
 
 /// A nullable float for binding. sqlx's Any driver gives a NULL float no type PostgreSQL
 /// keeps, so a statement first prepared with NULL then refuses a number ("incorrect binary data
 /// format"); text cast in SQL works on both engines.
-fn float_text(value: Option<f64>) -> Option<String> {
+pub(super) fn float_text(value: Option<f64>) -> Option<String> {
     value.map(|v| v.to_string())
 }
 
@@ -131,11 +140,12 @@ struct DeviceState {
 /// `samples[0].device_id` for a device not of the agent's school); nothing is stored then.
 pub async fn ingest(
     db: &Db,
+    settings: &Settings,
     agent: AgentIdentity,
     source_ip: Option<&str>,
     report: &Report,
 ) -> Result<Outcome> {
-    let checked = check(report)?;
+    let (checked, found) = check(report)?;
     let now = now_ms();
     let mut tx = db.begin_write().await?;
     let inserted = sqlx::query(
@@ -226,6 +236,8 @@ pub async fn ingest(
         query.execute(&mut *tx).await?;
     }
 
+    discovered::record_in(&mut tx, agent, &found).await?;
+
     // Each device's status follows its newest sample; older ones (a replayed spool) only add
     // history.
     let mut newest: HashMap<i64, (&Sample, i64)> = HashMap::new();
@@ -235,6 +247,7 @@ pub async fn ingest(
             *entry = (s, c.at);
         }
     }
+    let open = alerts::open_incidents(&mut tx, agent.school_id).await?;
     for (device_id, (sample, at)) in newest {
         let state = &devices[&device_id];
         if state.last_sample_at.is_some_and(|last| last > at) {
@@ -270,7 +283,8 @@ pub async fn ingest(
         .await?;
         alerts::device_changed(
             &mut tx,
-            alerts::DeviceNow {
+            &settings.rules,
+            &alerts::DeviceNow {
                 id: device_id,
                 school_id: state.school_id,
                 name: &state.name,
@@ -278,8 +292,9 @@ pub async fn ingest(
                 status_since: since,
                 at,
                 down_after_minutes: state.down_after_minutes,
-                error: sample.error.as_deref(),
+                sample,
             },
+            &open,
         )
         .await?;
     }
@@ -350,22 +365,19 @@ pub async fn list(
         .collect()
 }
 
-/// Removes raw samples older than `keep_days`. Returns how many went.
-pub async fn purge(db: &Db, keep_days: u32) -> Result<u64> {
-    let cutoff = now_ms() - i64::from(keep_days) * 86_400_000;
-    let done = sqlx::query("DELETE FROM device_samples WHERE at < $1")
-        .bind(cutoff)
-        .execute(&db.pool)
-        .await?;
-    Ok(done.rows_affected())
-}
-
-/// For each device of a school: (samples that answered, all samples) since `since_ms`.
+/// For each device of a school: (samples that answered, all samples) since `since_ms`, from raw
+/// samples and the 5-minute aggregates of older ones.
 pub async fn uptime(db: &Db, school_id: i64, since_ms: i64) -> Result<HashMap<i64, (i64, i64)>> {
     let rows = sqlx::query::<Any>(
-        "SELECT s.device_id, COUNT(CASE WHEN s.ok = 1 THEN 1 END) AS up, COUNT(*) AS total \
-         FROM device_samples s JOIN devices d ON d.id = s.device_id \
-         WHERE d.school_id = $1 AND s.at >= $2 GROUP BY s.device_id",
+        "SELECT device_id, CAST(SUM(up) AS BIGINT) AS up, CAST(SUM(total) AS BIGINT) AS total FROM ( \
+           SELECT s.device_id, SUM(s.ok) AS up, COUNT(*) AS total \
+             FROM device_samples s JOIN devices d ON d.id = s.device_id \
+             WHERE d.school_id = $1 AND s.at >= $2 GROUP BY s.device_id \
+           UNION ALL \
+           SELECT a.device_id, SUM(a.up_samples) AS up, SUM(a.samples) AS total \
+             FROM device_aggregates a JOIN devices d ON d.id = a.device_id \
+             WHERE d.school_id = $1 AND a.bucket_at >= $2 GROUP BY a.device_id \
+         ) u GROUP BY device_id",
     )
     .bind(school_id)
     .bind(since_ms)

@@ -18,6 +18,7 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{Anonymous, ApiJson, ApiPath, ApiQuery, ApiUser};
 use crate::devices::agents::{self, AgentIdentity, EnrollRequest, NewEnrollmentToken};
 use crate::devices::alerts;
+use crate::devices::discovered::{self, Accept, Discovered};
 use crate::devices::samples::{self, Outcome, Report};
 use crate::devices::targets::{self, DevicePatch, NewDevice};
 use crate::roles::Permission;
@@ -39,6 +40,9 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/devices/{device_id}/samples", get(device_samples))
         .route("/incidents", get(list_incidents))
+        .route("/discovered-devices", get(list_discovered))
+        .route("/discovered-devices/{id}/accept", post(accept_discovered))
+        .route("/discovered-devices/{id}/ignore", post(ignore_discovered))
 }
 
 /// An enrolled, unrevoked agent (`Authorization: Bearer kha_...`).
@@ -171,7 +175,7 @@ async fn agent_report(
     ApiJson(report): ApiJson<Report>,
 ) -> ApiResult<Json<Outcome>> {
     let outcome =
-        samples::ingest(&state.db, auth.agent, auth.source_ip.as_deref(), &report).await?;
+        samples::ingest(&state.db, &state.devices, auth.agent, auth.source_ip.as_deref(), &report).await?;
     if outcome == Outcome::Duplicate {
         metrics::counter!("khetnet_agent_batches_duplicate_total").increment(1);
     }
@@ -326,4 +330,62 @@ async fn list_incidents(
     Ok(Json(
         alerts::list(&state.db, school, q.open.unwrap_or(false), 500).await?,
     ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DiscoveredQuery {
+    school_id: Option<i64>,
+    /// Also the accepted and ignored ones.
+    all: Option<bool>,
+}
+
+/// `GET /api/v1/discovered-devices[?school_id=&all=true]`: devices agents saw that are not in
+/// the inventory, newest sighting first.
+async fn list_discovered(
+    State(state): State<AppState>,
+    user: ApiUser,
+    ApiQuery(q): ApiQuery<DiscoveredQuery>,
+) -> ApiResult<Json<Vec<Discovered>>> {
+    user.require(Permission::DevicesManage)?;
+    let school = scoped(&user, q.school_id)?;
+    Ok(Json(
+        discovered::list(&state.db, school, q.all.unwrap_or(false)).await?,
+    ))
+}
+
+async fn visible_discovered(state: &AppState, user: &ApiUser, id: i64) -> ApiResult<Discovered> {
+    user.require(Permission::DevicesManage)?;
+    let found = discovered::get(&state.db, id).await?;
+    if user
+        .school_scope()
+        .is_some_and(|own| own != found.school_id)
+    {
+        return Err(ApiError::NotFound);
+    }
+    Ok(found)
+}
+
+/// `POST /api/v1/discovered-devices/{id}/accept`: into the inventory as a monitored device
+/// (and an asset when `asset` is given).
+async fn accept_discovered(
+    State(state): State<AppState>,
+    user: ApiUser,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(body): ApiJson<Accept>,
+) -> ApiResult<Json<Discovered>> {
+    visible_discovered(&state, &user, id).await?;
+    Ok(Json(
+        discovered::accept(&state.db, &user.actor, id, body).await?,
+    ))
+}
+
+/// `POST /api/v1/discovered-devices/{id}/ignore`: hidden from the list for good.
+async fn ignore_discovered(
+    State(state): State<AppState>,
+    user: ApiUser,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Json<Discovered>> {
+    visible_discovered(&state, &user, id).await?;
+    Ok(Json(discovered::ignore(&state.db, &user.actor, id).await?))
 }
