@@ -132,6 +132,7 @@ pub async fn start(config: &Config, options: StartOptions) -> anyhow::Result<Run
     let addr = listener.local_addr().context("reading the bound address")?;
 
     let health = Arc::new(health::Health::default());
+    let ingest = devices::samples::Ingest::start(&db, &devices::Settings::from(&config.devices));
     let state = http::AppState {
         db,
         policy: auth::Policy::from(&config.auth),
@@ -144,6 +145,7 @@ pub async fn start(config: &Config, options: StartOptions) -> anyhow::Result<Run
                 .with_public_url(config.server.public_url.clone())
                 .with_data_dir(data_dir),
         ),
+        ingest,
         devices: devices::Settings::from(&config.devices),
     };
     let sweep = devices_sweep(state.db.clone(), state.devices.clone());

@@ -184,6 +184,11 @@ pub async fn update(
 ) -> Result<User> {
     let mut tx = db.begin_write().await?;
     let before = get_in(&mut tx, id).await?;
+    if before.username == crate::desk::system::USERNAME {
+        return Err(Error::Conflict(
+            "the built-in system user files requests for device incidents; it cannot be changed or signed in as".into(),
+        ));
+    }
     let role = patch.role.unwrap_or(before.role);
     let school_id = patch.school_id.or(before.school_id);
     validate_school(&mut tx, role, school_id).await?;

@@ -485,6 +485,7 @@ async fn a_silent_agent_opens_one_incident_until_it_reports() {
         let (_, open) = s.get(&admin, "/api/v1/incidents?open=true").await;
         assert_eq!(open.as_array().unwrap().len(), 1, "{open}");
         assert_eq!(open[0]["kind"], "agent_silent");
+        let silent_request = open[0]["request_id"].as_i64().expect("a repair request");
         let (status, _) = report(
             &s,
             &credential,
@@ -494,6 +495,10 @@ async fn a_silent_agent_opens_one_incident_until_it_reports() {
         assert_eq!(status, StatusCode::OK);
         let (_, open) = s.get(&admin, "/api/v1/incidents?open=true").await;
         assert!(open.as_array().unwrap().is_empty(), "{open}");
+        let (_, request) = s
+            .get(&admin, &format!("/api/v1/requests/{silent_request}"))
+            .await;
+        assert_eq!(request["state"], "resolved", "{request}");
         handle.pool.close().await;
         s.stop().await;
     }
@@ -745,6 +750,25 @@ async fn an_incident_files_one_repair_request_and_resolves_it() {
         // The system user cannot sign in.
         let (status, _) = s.try_login("system", "").await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
+        // Nor can an admin give it a password or activate it.
+        let (_, users) = s.get(&admin, "/api/v1/users").await;
+        let system = users
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["username"] == "system")
+            .expect("the built-in system user")["id"]
+            .as_i64()
+            .unwrap();
+        let (status, body) = s
+            .call(
+                Some(&admin),
+                reqwest::Method::PATCH,
+                &format!("/api/v1/users/{system}"),
+                Some(json!({ "active": true, "password": "a-long-enough-password" })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
 
         // Recovery resolves the incident and the request, with a comment.
         send(vec![sample(router, 0, true)]).await;

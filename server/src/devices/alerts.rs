@@ -160,14 +160,14 @@ pub struct OpenIncident {
     pub noted_value: Option<f64>,
 }
 
-/// The open device incidents of a school, by (device, kind).
+/// The open incidents of a school, by (device, kind), and by (agent, `agent_silent`).
 pub async fn open_incidents(
     conn: &mut AnyConnection,
     school_id: i64,
 ) -> Result<HashMap<(i64, String), OpenIncident>> {
     let rows = sqlx::query::<Any>(
-        "SELECT id, device_id, kind, request_id, noted_value FROM device_incidents \
-         WHERE school_id = $1 AND resolved_at IS NULL AND device_id IS NOT NULL",
+        "SELECT id, COALESCE(device_id, agent_id) AS subject, kind, request_id, noted_value FROM device_incidents \
+         WHERE school_id = $1 AND resolved_at IS NULL",
     )
     .bind(school_id)
     .fetch_all(conn)
@@ -175,7 +175,7 @@ pub async fn open_incidents(
     rows.iter()
         .map(|r| {
             Ok((
-                (r.try_get("device_id")?, r.try_get("kind")?),
+                (r.try_get("subject")?, r.try_get("kind")?),
                 OpenIncident {
                     id: r.try_get("id")?,
                     request_id: r.try_get("request_id")?,
@@ -188,21 +188,25 @@ pub async fn open_incidents(
 
 /// Applies every device rule to a device's newest sample: opens, comments on and resolves its
 /// incidents and their repair requests. Runs in the caller's transaction; `open` holds the
-/// school's open incidents as they were when the transaction began.
+/// school's open incidents as the transaction sees them. Returns whether it changed any (the
+/// caller then reads them again).
 pub async fn device_changed(
     conn: &mut AnyConnection,
     rules: &Rules,
     device: &DeviceNow<'_>,
     open: &HashMap<(i64, String), OpenIncident>,
-) -> Result<()> {
+) -> Result<bool> {
+    let mut changed = false;
     for kind in DEVICE_KINDS {
         let verdict = judge(rules, kind, device);
         match (verdict, open.get(&(device.id, kind.to_owned()))) {
             (Verdict::Broken { value, summary }, None) => {
                 open_incident(conn, rules, device, kind, value, &summary).await?;
+                changed = true;
             }
             (Verdict::Broken { value, summary }, Some(incident)) => {
                 if worsened(kind, incident.noted_value, value) {
+                    changed = true;
                     sqlx::query(
                         "UPDATE device_incidents SET noted_value = CAST($2 AS DOUBLE PRECISION), summary = $3 WHERE id = $1",
                     )
@@ -232,6 +236,7 @@ pub async fn device_changed(
                 if resolved.rows_affected() == 0 {
                     continue;
                 }
+                changed = true;
                 tracing::info!(
                     device_id = device.id,
                     device = device.name,
@@ -247,7 +252,7 @@ pub async fn device_changed(
             _ => {}
         }
     }
-    Ok(())
+    Ok(changed)
 }
 
 /// The comment that resolves a request.

@@ -1,13 +1,15 @@
-//! Agent reports: a batch of samples, stored whole or not at all, once per batch id.
+//! Agent reports: a batch of samples, stored whole or not at all, once per batch id, and
+//! acknowledged only after the transaction that stored it has committed ([`Ingest`]).
 
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
-use sqlx::{Any, Row};
+use sqlx::{Any, AnyConnection, Row};
+use tokio::sync::{mpsc, oneshot};
 
 use super::agents::AgentIdentity;
 use super::{Settings, alerts, discovered, is_uuid};
-use crate::db::{Db, now_ms, rfc3339};
+use crate::db::{Backend, Db, now_ms, rfc3339};
 use crate::error::{Error, Result};
 
 /// The most samples one batch may carry.
@@ -123,83 +125,263 @@ pub(super) fn float_text(value: Option<f64>) -> Option<String> {
     value.map(|v| v.to_string())
 }
 
+#[derive(Clone)]
 struct DeviceState {
     status: String,
     status_since: Option<i64>,
     last_sample_at: Option<i64>,
+    last_latency_ms: Option<f64>,
+    last_loss_percent: Option<f64>,
+    last_error: Option<String>,
     down_after_minutes: i64,
     degraded_loss_percent: i64,
     name: String,
     school_id: i64,
+    /// Changed by a report of this group: written at its end.
+    dirty: bool,
 }
 
-/// Stores a report from `agent`, acknowledging only once committed.
-///
-/// # Errors
-/// `Invalid` naming the first offending field (`batch_id`, `samples[3].at`,
-/// `samples[0].device_id` for a device not of the agent's school); nothing is stored then.
-pub async fn ingest(
-    db: &Db,
-    settings: &Settings,
+/// One report waiting for a writer.
+struct Job {
     agent: AgentIdentity,
-    source_ip: Option<&str>,
-    report: &Report,
-) -> Result<Outcome> {
-    let (checked, found) = check(report)?;
+    source_ip: Option<String>,
+    report: Report,
+    checked: Vec<Checked>,
+    found: Vec<discovered::Checked>,
+    reply: oneshot::Sender<Result<Outcome>>,
+}
+
+/// The most reports one transaction stores.
+const GROUP_REPORTS: usize = 64;
+/// Reports waiting for each writer, at most; a full queue makes the HTTP handler wait
+/// (backpressure: the agent's request takes longer, nothing is dropped).
+const QUEUE_REPORTS: usize = 256;
+
+/// Stores agent reports: checked in the request's task, then stored by a writer task that
+/// commits the reports waiting for it in one transaction (group commit), and answers each only
+/// after that commit. SQLite has one writer; PostgreSQL several, each for a share of the
+/// schools, so that two writers never update the same school's devices.
+#[derive(Clone)]
+pub struct Ingest {
+    writers: Vec<mpsc::Sender<Job>>,
+}
+
+impl Ingest {
+    /// Starts the writer tasks; they end when the last `Ingest` is dropped.
+    pub fn start(db: &Db, settings: &Settings) -> Ingest {
+        let n = match db.backend {
+            Backend::Sqlite => 1,
+            Backend::Postgres => 8,
+        };
+        let writers = (0..n)
+            .map(|_| {
+                let (tx, rx) = mpsc::channel(QUEUE_REPORTS);
+                tokio::spawn(writer(db.clone(), settings.clone(), rx));
+                tx
+            })
+            .collect();
+        Ingest { writers }
+    }
+
+    /// Stores a report from `agent`, answering once it is committed.
+    ///
+    /// # Errors
+    /// `Invalid` naming the first offending field (`batch_id`, `samples[3].at`,
+    /// `samples[0].device_id` for a device not of the agent's school); nothing is stored then.
+    pub async fn submit(
+        &self,
+        agent: AgentIdentity,
+        source_ip: Option<&str>,
+        report: Report,
+    ) -> Result<Outcome> {
+        let (checked, found) = check(&report)?;
+        let (reply, answer) = oneshot::channel();
+        let writer = &self.writers[agent.school_id.rem_euclid(self.writers.len() as i64) as usize];
+        let job = Job {
+            agent,
+            source_ip: source_ip.map(str::to_owned),
+            report,
+            checked,
+            found,
+            reply,
+        };
+        if writer.send(job).await.is_err() {
+            return Err(Error::Io {
+                context: "storing a report".into(),
+                source: std::io::Error::other("the server is shutting down"),
+            });
+        }
+        answer.await.unwrap_or_else(|_| {
+            Err(Error::Io {
+                context: "storing a report".into(),
+                source: std::io::Error::other("the report writer stopped"),
+            })
+        })
+    }
+}
+
+async fn writer(db: Db, settings: Settings, mut rx: mpsc::Receiver<Job>) {
+    while let Some(first) = rx.recv().await {
+        let mut jobs = vec![first];
+        while jobs.len() < GROUP_REPORTS {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        metrics::histogram!("khetnet_agent_reports_per_commit").record(jobs.len() as f64);
+        match store_group(&db, &settings, &jobs).await {
+            Ok(outcomes) => {
+                for (job, outcome) in jobs.into_iter().zip(outcomes) {
+                    after_commit(&job, &outcome);
+                    let _ = job.reply.send(outcome);
+                }
+            }
+            // The group failed as a whole (a database error): each report alone, so one
+            // report's failure is not the others'.
+            Err(group_error) if jobs.len() > 1 => {
+                tracing::warn!(error = %group_error, reports = jobs.len(), "report group failed; storing each alone");
+                for job in jobs {
+                    let outcome = match store_group(&db, &settings, std::slice::from_ref(&job)).await {
+                        Ok(mut o) => o.pop().unwrap_or(Ok(Outcome::Duplicate)),
+                        Err(e) => Err(e),
+                    };
+                    after_commit(&job, &outcome);
+                    let _ = job.reply.send(outcome);
+                }
+            }
+            Err(error) => {
+                for job in jobs {
+                    let _ = job.reply.send(Err(Error::Io {
+                        context: "storing a report".into(),
+                        source: std::io::Error::other(error.to_string()),
+                    }));
+                }
+            }
+        }
+    }
+}
+
+fn after_commit(job: &Job, outcome: &Result<Outcome>) {
+    if let Ok(Outcome::Stored { samples }) = outcome {
+        metrics::counter!("khetnet_agent_samples_total").increment(*samples as u64);
+        if job.report.samples_lost > 0 {
+            metrics::counter!("khetnet_agent_samples_lost_total")
+                .increment(job.report.samples_lost as u64);
+        }
+    }
+}
+
+/// What a group's transaction has read and changed so far.
+#[derive(Default)]
+struct Group {
+    /// Devices of each school touched, as the group has left them.
+    devices: HashMap<i64, HashMap<i64, DeviceState>>,
+    /// Open incidents of each school; dropped (to be read again) when a rule changed them.
+    open: HashMap<i64, HashMap<(i64, String), alerts::OpenIncident>>,
+    /// Per agent: (last address, version, samples, lost).
+    agents: HashMap<i64, (Option<String>, String, i64, i64)>,
+}
+
+/// Stores a group of reports in one transaction; the outer error fails them all.
+async fn store_group(db: &Db, settings: &Settings, jobs: &[Job]) -> Result<Vec<Result<Outcome>>> {
     let now = now_ms();
     let mut tx = db.begin_write().await?;
+    let mut group = Group::default();
+    let mut outcomes = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        outcomes.push(store_in(&mut tx, settings, &mut group, job, now).await?);
+    }
+    // Each touched device once, in id order (two PostgreSQL writers never touch one school,
+    // and a fixed order keeps even that from deadlocking).
+    let mut dirty: Vec<(i64, &DeviceState)> = group
+        .devices
+        .values()
+        .flat_map(|m| m.iter())
+        .filter(|(_, d)| d.dirty)
+        .map(|(id, d)| (*id, d))
+        .collect();
+    dirty.sort_by_key(|(id, _)| *id);
+    for (id, d) in dirty {
+        sqlx::query(
+            "UPDATE devices SET status = $2, status_since = $3, last_sample_at = $4, last_latency_ms = CAST($5 AS DOUBLE PRECISION), \
+             last_loss_percent = CAST($6 AS DOUBLE PRECISION), last_error = $7 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(&d.status)
+        .bind(d.status_since)
+        .bind(d.last_sample_at)
+        .bind(float_text(d.last_latency_ms))
+        .bind(float_text(d.last_loss_percent))
+        .bind(&d.last_error)
+        .execute(&mut *tx)
+        .await?;
+    }
+    let mut agents: Vec<_> = group.agents.into_iter().collect();
+    agents.sort_by_key(|(id, _)| *id);
+    for (id, (address, version, samples, lost)) in agents {
+        sqlx::query(
+            "UPDATE agents SET last_seen_at = $2, last_address = $3, version = $4, \
+             samples_received = samples_received + $5, samples_lost = samples_lost + $6 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(now)
+        .bind(address)
+        .bind(version)
+        .bind(samples)
+        .bind(lost)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+/// Stores one report inside the group's transaction. The inner error is this report's alone
+/// (nothing of it stays written); the outer one fails the group.
+async fn store_in(
+    tx: &mut AnyConnection,
+    settings: &Settings,
+    group: &mut Group,
+    job: &Job,
+    now: i64,
+) -> Result<Result<Outcome>> {
+    let (agent, report) = (job.agent, &job.report);
+    let batch_id = report.batch_id.to_ascii_lowercase();
+    // Checked before anything is written, so a refused report leaves nothing behind.
+    if !group.devices.contains_key(&agent.school_id) {
+        let loaded = load_devices(tx, agent.school_id).await?;
+        group.devices.insert(agent.school_id, loaded);
+    }
+    let devices = &group.devices[&agent.school_id];
+    for (i, s) in report.samples.iter().enumerate() {
+        if !devices.contains_key(&s.device_id) {
+            return Ok(Err(Error::invalid(
+                &format!("samples[{i}].device_id"),
+                format!("device {} is not one of this agent's school", s.device_id),
+            )));
+        }
+    }
     let inserted = sqlx::query(
         "INSERT INTO agent_report_batches (agent_id, batch_id, received_at, samples, samples_lost) \
          VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
     )
     .bind(agent.id)
-    .bind(report.batch_id.to_ascii_lowercase())
+    .bind(&batch_id)
     .bind(now)
     .bind(report.samples.len() as i64)
     .bind(report.samples_lost)
     .execute(&mut *tx)
     .await?;
     if inserted.rows_affected() == 0 {
-        tx.rollback().await?;
-        return Ok(Outcome::Duplicate);
+        return Ok(Ok(Outcome::Duplicate));
     }
 
-    let rows = sqlx::query::<Any>(
-        "SELECT id, name, school_id, status, status_since, last_sample_at, down_after_minutes, degraded_loss_percent \
-         FROM devices WHERE school_id = $1",
-    )
-    .bind(agent.school_id)
-    .fetch_all(&mut *tx)
-    .await?;
-    let mut devices = HashMap::new();
-    for r in rows {
-        devices.insert(
-            r.try_get::<i64, _>("id")?,
-            DeviceState {
-                name: r.try_get("name")?,
-                school_id: r.try_get("school_id")?,
-                status: r.try_get("status")?,
-                status_since: r.try_get("status_since")?,
-                last_sample_at: r.try_get("last_sample_at")?,
-                down_after_minutes: r.try_get("down_after_minutes")?,
-                degraded_loss_percent: r.try_get("degraded_loss_percent")?,
-            },
-        );
-    }
-    for (i, s) in report.samples.iter().enumerate() {
-        if !devices.contains_key(&s.device_id) {
-            return Err(Error::invalid(
-                &format!("samples[{i}].device_id"),
-                format!("device {} is not one of this agent's school", s.device_id),
-            ));
-        }
-    }
-
-    // Many rows per statement: 8 parameters a row, 100 rows a statement.
+    // Many rows per statement: 7 parameters a row, 100 rows a statement.
     for chunk in report
         .samples
         .iter()
-        .zip(&checked)
+        .zip(&job.checked)
         .collect::<Vec<_>>()
         .chunks(100)
     {
@@ -235,21 +417,31 @@ pub async fn ingest(
         }
         query.execute(&mut *tx).await?;
     }
-
-    discovered::record_in(&mut tx, agent, &found).await?;
+    discovered::record_in(tx, agent, &job.found).await?;
 
     // Each device's status follows its newest sample; older ones (a replayed spool) only add
     // history.
     let mut newest: HashMap<i64, (&Sample, i64)> = HashMap::new();
-    for (s, c) in report.samples.iter().zip(&checked) {
+    for (s, c) in report.samples.iter().zip(&job.checked) {
         let entry = newest.entry(s.device_id).or_insert((s, c.at));
         if c.at >= entry.1 {
             *entry = (s, c.at);
         }
     }
-    let open = alerts::open_incidents(&mut tx, agent.school_id).await?;
+    let mut newest: Vec<_> = newest.into_iter().collect();
+    newest.sort_by_key(|(id, _)| *id);
+    if !group.open.contains_key(&agent.school_id) {
+        let open = alerts::open_incidents(tx, agent.school_id).await?;
+        group.open.insert(agent.school_id, open);
+    }
     for (device_id, (sample, at)) in newest {
-        let state = &devices[&device_id];
+        let Some(state) = group
+            .devices
+            .get_mut(&agent.school_id)
+            .and_then(|d| d.get_mut(&device_id))
+        else {
+            continue;
+        };
         if state.last_sample_at.is_some_and(|last| last > at) {
             continue;
         }
@@ -268,21 +460,17 @@ pub async fn ingest(
         } else {
             at
         };
-        sqlx::query(
-            "UPDATE devices SET status = $2, status_since = $3, last_sample_at = $4, last_latency_ms = CAST($5 AS DOUBLE PRECISION), \
-             last_loss_percent = CAST($6 AS DOUBLE PRECISION), last_error = $7 WHERE id = $1",
-        )
-        .bind(device_id)
-        .bind(status)
-        .bind(since)
-        .bind(at)
-        .bind(float_text(sample.latency_ms))
-        .bind(float_text(sample.loss_percent))
-        .bind(&sample.error)
-        .execute(&mut *tx)
-        .await?;
-        alerts::device_changed(
-            &mut tx,
+        state.status = status.to_owned();
+        state.status_since = Some(since);
+        state.last_sample_at = Some(at);
+        state.last_latency_ms = sample.latency_ms;
+        state.last_loss_percent = sample.loss_percent;
+        state.last_error = sample.error.clone();
+        state.dirty = true;
+        let state = state.clone();
+        let open = &group.open[&agent.school_id];
+        let changed = alerts::device_changed(
+            tx,
             &settings.rules,
             &alerts::DeviceNow {
                 id: device_id,
@@ -294,32 +482,63 @@ pub async fn ingest(
                 down_after_minutes: state.down_after_minutes,
                 sample,
             },
-            &open,
+            open,
         )
         .await?;
+        if changed {
+            let open = alerts::open_incidents(tx, agent.school_id).await?;
+            group.open.insert(agent.school_id, open);
+        }
     }
 
-    sqlx::query(
-        "UPDATE agents SET last_seen_at = $2, last_address = $3, version = $4, \
-         samples_received = samples_received + $5, samples_lost = samples_lost + $6 WHERE id = $1",
-    )
-    .bind(agent.id)
-    .bind(now)
-    .bind(source_ip)
-    .bind(&report.agent_version)
-    .bind(report.samples.len() as i64)
-    .bind(report.samples_lost)
-    .execute(&mut *tx)
-    .await?;
-    alerts::agent_heard(&mut tx, agent.id, now).await?;
-    tx.commit().await?;
-    metrics::counter!("khetnet_agent_samples_total").increment(report.samples.len() as u64);
-    if report.samples_lost > 0 {
-        metrics::counter!("khetnet_agent_samples_lost_total").increment(report.samples_lost as u64);
+    let entry = group
+        .agents
+        .entry(agent.id)
+        .or_insert((None, String::new(), 0, 0));
+    entry.0 = job.source_ip.clone();
+    entry.1 = report.agent_version.clone();
+    entry.2 += report.samples.len() as i64;
+    entry.3 += report.samples_lost;
+    if group.open[&agent.school_id]
+        .contains_key(&(agent.id, "agent_silent".to_owned()))
+    {
+        alerts::agent_heard(tx, agent.id, now).await?;
+        let open = alerts::open_incidents(tx, agent.school_id).await?;
+        group.open.insert(agent.school_id, open);
     }
-    Ok(Outcome::Stored {
+    Ok(Ok(Outcome::Stored {
         samples: report.samples.len(),
-    })
+    }))
+}
+
+async fn load_devices(conn: &mut AnyConnection, school_id: i64) -> Result<HashMap<i64, DeviceState>> {
+    let rows = sqlx::query::<Any>(
+        "SELECT id, name, school_id, status, status_since, last_sample_at, last_latency_ms, last_loss_percent, last_error, \
+         down_after_minutes, degraded_loss_percent FROM devices WHERE school_id = $1",
+    )
+    .bind(school_id)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get::<i64, _>("id")?,
+                DeviceState {
+                    name: r.try_get("name")?,
+                    school_id: r.try_get("school_id")?,
+                    status: r.try_get("status")?,
+                    status_since: r.try_get("status_since")?,
+                    last_sample_at: r.try_get("last_sample_at")?,
+                    last_latency_ms: r.try_get("last_latency_ms")?,
+                    last_loss_percent: r.try_get("last_loss_percent")?,
+                    last_error: r.try_get("last_error")?,
+                    down_after_minutes: r.try_get("down_after_minutes")?,
+                    degraded_loss_percent: r.try_get("degraded_loss_percent")?,
+                    dirty: false,
+                },
+            ))
+        })
+        .collect()
 }
 
 /// One stored sample as the API shows it.

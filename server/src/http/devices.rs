@@ -174,8 +174,10 @@ async fn agent_report(
     auth: AgentAuth,
     ApiJson(report): ApiJson<Report>,
 ) -> ApiResult<Json<Outcome>> {
-    let outcome =
-        samples::ingest(&state.db, &state.devices, auth.agent, auth.source_ip.as_deref(), &report).await?;
+    let outcome = state
+        .ingest
+        .submit(auth.agent, auth.source_ip.as_deref(), report)
+        .await?;
     if outcome == Outcome::Duplicate {
         metrics::counter!("khetnet_agent_batches_duplicate_total").increment(1);
     }

@@ -39,6 +39,8 @@ pub struct AppState {
     pub health: Arc<Health>,
     /// Device-health settings (`[devices]`).
     pub devices: crate::devices::Settings,
+    /// Stores agent reports (group commit).
+    pub ingest: crate::devices::samples::Ingest,
     /// The service desk's settings (`[desk]`).
     pub desk: Arc<crate::desk::Settings>,
 }
