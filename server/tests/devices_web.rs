@@ -133,6 +133,48 @@ async fn status_pages_show_the_worst_school_first() {
     );
     let (status, _) = page(&s, &staff, &format!("/devices/schools/{broken}"), "en").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // A device's page: graphs drawn as SVG, uptime by month, the incident with its request.
+    let (status, html) = page(&s, &cookie, &format!("/devices/{broken_device}?range=7d"), "en").await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(html.contains("<svg") && html.contains("Latency (ms)"), "{html}");
+    assert!(html.contains("Uptime by month") && html.contains("0.0%"), "{html}");
+    assert!(html.contains("href=\"/desk/requests/"), "the repair request is linked: {html}");
+    let (status, _) = page(&s, &staff, &format!("/devices/{broken_device}"), "en").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "another school's device");
+    let (status, html) = page(&s, &staff, &format!("/devices/{calm_device}"), "th").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("ใช้งานได้รายเดือน") && html.contains("100.0%"), "{html}");
+
+    // Discovered devices: technicians and admins only; accepting one from the page.
+    let (status, html) = s
+        .post(
+            calm_agent["credential"].as_str().unwrap(),
+            "/api/v1/agent/reports",
+            json!({ "batch_id": khetnet_server_uuid(), "samples": [], "discovered": [{ "ip": "192.0.2.77", "mac": "aa:bb:cc:dd:ee:ff", "vendor": "Brother", "seen_at": now }] }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    let (status, _) = page(&s, &staff, "/devices/discovered", "en").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, html) = page(&s, &cookie, "/devices/discovered", "en").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("aa:bb:cc:dd:ee:ff") && html.contains("Brother"), "{html}");
+    let (_, found) = s.get(&admin, "/api/v1/discovered-devices").await;
+    let id = found[0]["id"].as_i64().unwrap();
+    let resp = s
+        .client
+        .post(format!("{}/devices/discovered/{id}", s.url))
+        .header("cookie", &cookie)
+        .form(&[("action", "accept"), ("name", "office-printer"), ("probe", "icmp")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let (_, html) = page(&s, &cookie, "/devices/discovered", "en").await;
+    assert!(!html.contains("aa:bb:cc:dd:ee:ff"), "accepted: no longer listed");
+    let (_, html) = page(&s, &cookie, &format!("/devices/schools/{calm}"), "en").await;
+    assert!(html.contains("office-printer"), "{html}");
     // Signed out: to the login page.
     let resp = s
         .client
