@@ -707,7 +707,9 @@ async fn an_incident_files_one_repair_request_and_resolves_it() {
         let open = open_of(&s, &admin, "device_down").await;
         assert_eq!(open.len(), 1, "{db:?}: {open:?}");
         let request_id = open[0]["request_id"].as_i64().expect("a repair request");
-        let (status, request) = s.get(&tech, &format!("/api/v1/requests/{request_id}")).await;
+        let (status, request) = s
+            .get(&tech, &format!("/api/v1/requests/{request_id}"))
+            .await;
         assert_eq!(status, StatusCode::OK, "{request}");
         assert_eq!(request["kind"], "repair");
         assert_eq!(request["state"], "submitted");
@@ -773,9 +775,16 @@ async fn an_incident_files_one_repair_request_and_resolves_it() {
         // Recovery resolves the incident and the request, with a comment.
         send(vec![sample(router, 0, true)]).await;
         assert!(open_of(&s, &admin, "device_down").await.is_empty());
-        let (_, request) = s.get(&tech, &format!("/api/v1/requests/{request_id}")).await;
+        let (_, request) = s
+            .get(&tech, &format!("/api/v1/requests/{request_id}"))
+            .await;
         assert_eq!(request["state"], "resolved", "{request}");
-        let last = request["history"].as_array().unwrap().last().unwrap().clone();
+        let last = request["history"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()
+            .clone();
         assert_eq!(last["action"], "resolve");
         assert_eq!(last["actor"], "system");
         assert!(
@@ -796,14 +805,24 @@ async fn an_incident_files_one_repair_request_and_resolves_it() {
         let requests = repair_requests(&s, &tech).await;
         assert_eq!(requests.len(), 1, "{requests:?}");
         assert_eq!(requests[0]["state"], "submitted");
-        let (_, request) = s.get(&tech, &format!("/api/v1/requests/{request_id}")).await;
-        let last = request["history"].as_array().unwrap().last().unwrap().clone();
+        let (_, request) = s
+            .get(&tech, &format!("/api/v1/requests/{request_id}"))
+            .await;
+        let last = request["history"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()
+            .clone();
         assert_eq!(last["action"], "reopen", "{request}");
         assert_eq!(open_of(&s, &admin, "device_down").await.len(), 1);
 
         // The audit trail names the system as the actor.
         let (status, audit) = s
-            .get(&admin, &format!("/api/v1/audit?entity=request&entity_id={request_id}"))
+            .get(
+                &admin,
+                &format!("/api/v1/audit?entity=request&entity_id={request_id}"),
+            )
             .await;
         assert_eq!(status, StatusCode::OK, "{audit}");
         let entries = audit.as_array().unwrap();
@@ -831,7 +850,14 @@ async fn loss_toner_and_disk_rules_open_and_resolve_their_own_requests() {
             json!({ "probe": "snmp", "snmp_community": "public", "address": "192.0.2.30", "degraded_loss_percent": 50 }),
         )
         .await;
-        let host = device(&s, &admin, school, "agent-host", json!({ "address": "127.0.0.1" })).await;
+        let host = device(
+            &s,
+            &admin,
+            school,
+            "agent-host",
+            json!({ "address": "127.0.0.1" }),
+        )
+        .await;
         let credential = enroll(&s, &admin, school, "agent-1").await;
         let send = |samples: Vec<Value>| {
             let s = &s;
@@ -869,7 +895,9 @@ async fn loss_toner_and_disk_rules_open_and_resolve_their_own_requests() {
         let loss_request = loss[0]["request_id"].as_i64().unwrap();
         send(vec![printer_sample(35.0, Some(50.0))]).await;
         send(vec![printer_sample(45.0, Some(50.0))]).await;
-        let (_, request) = s.get(&admin, &format!("/api/v1/requests/{loss_request}")).await;
+        let (_, request) = s
+            .get(&admin, &format!("/api/v1/requests/{loss_request}"))
+            .await;
         let comments: Vec<&Value> = request["history"]
             .as_array()
             .unwrap()
@@ -884,18 +912,29 @@ async fn loss_toner_and_disk_rules_open_and_resolve_their_own_requests() {
 
         // Toner low and a full disk: each its own incident and request.
         send(vec![printer_sample(0.0, Some(4.0)), host_sample(95.5)]).await;
-        assert!(open_of(&s, &admin, "loss_high").await.is_empty(), "loss recovered");
-        let (_, request) = s.get(&admin, &format!("/api/v1/requests/{loss_request}")).await;
+        assert!(
+            open_of(&s, &admin, "loss_high").await.is_empty(),
+            "loss recovered"
+        );
+        let (_, request) = s
+            .get(&admin, &format!("/api/v1/requests/{loss_request}"))
+            .await;
         assert_eq!(request["state"], "resolved");
         let toner = open_of(&s, &admin, "toner_low").await;
         assert_eq!(toner.len(), 1);
         assert!(
-            toner[0]["summary"].as_str().unwrap().contains("Black Toner"),
+            toner[0]["summary"]
+                .as_str()
+                .unwrap()
+                .contains("Black Toner"),
             "{toner:?}"
         );
         let disk = open_of(&s, &admin, "disk_full").await;
         assert_eq!(disk.len(), 1);
-        assert!(disk[0]["summary"].as_str().unwrap().contains("/var"), "{disk:?}");
+        assert!(
+            disk[0]["summary"].as_str().unwrap().contains("/var"),
+            "{disk:?}"
+        );
         let requests = repair_requests(&s, &admin).await;
         assert_eq!(requests.len(), 3, "{requests:?}");
 
@@ -933,7 +972,11 @@ async fn alert_thresholds_come_from_the_configuration() {
         .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         let open = open_of(&s, &admin, "loss_high").await;
-        assert_eq!(open.len(), usize::from(loss > 60.0), "loss {loss}: {open:?}");
+        assert_eq!(
+            open.len(),
+            usize::from(loss > 60.0),
+            "loss {loss}: {open:?}"
+        );
     }
     s.stop().await;
 }
@@ -1032,12 +1075,17 @@ async fn discovered_devices_are_listed_per_school_until_accepted_or_ignored() {
         s.user(&admin, "staff", "requester", Some(school)).await;
         let tech = s.login("somchai", "password-of-somchai").await;
         let staff = s.login("staff", "password-of-staff").await;
-        device(&s, &admin, school, "router", json!({ "address": "10.1.0.1" })).await;
+        device(
+            &s,
+            &admin,
+            school,
+            "router",
+            json!({ "address": "10.1.0.1" }),
+        )
+        .await;
         let a = enroll(&s, &admin, school, "agent-a").await;
         let b = enroll(&s, &admin, other, "agent-b").await;
-        let seen = |ip: &str, mac: &str, secs_ago: i64| {
-            json!({ "ip": ip, "mac": mac, "vendor": "HP", "seen_at": ago(secs_ago) })
-        };
+        let seen = |ip: &str, mac: &str, secs_ago: i64| json!({ "ip": ip, "mac": mac, "vendor": "HP", "seen_at": ago(secs_ago) });
         let (status, body) = report(
             &s,
             &a,
@@ -1067,7 +1115,9 @@ async fn discovered_devices_are_listed_per_school_until_accepted_or_ignored() {
         let list = |token: String, query: String| {
             let s = &s;
             async move {
-                let (status, body) = s.get(&token, &format!("/api/v1/discovered-devices{query}")).await;
+                let (status, body) = s
+                    .get(&token, &format!("/api/v1/discovered-devices{query}"))
+                    .await;
                 (status, body)
             }
         };
@@ -1092,7 +1142,13 @@ async fn discovered_devices_are_listed_per_school_until_accepted_or_ignored() {
         )
         .await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-        assert!(body["detail"].as_str().unwrap().contains("discovered[0].mac"), "{body}");
+        assert!(
+            body["detail"]
+                .as_str()
+                .unwrap()
+                .contains("discovered[0].mac"),
+            "{body}"
+        );
 
         // Accept one into the inventory (device and asset), ignore the other.
         let printer_id = found[0]["id"].as_i64().unwrap();
@@ -1113,12 +1169,20 @@ async fn discovered_devices_are_listed_per_school_until_accepted_or_ignored() {
         let (status, asset) = s.get(&tech, &format!("/api/v1/assets/{asset_id}")).await;
         assert_eq!(status, StatusCode::OK, "{asset}");
         let (status, again) = s
-            .post(&tech, &format!("/api/v1/discovered-devices/{printer_id}/accept"), json!({ "name": "x" }))
+            .post(
+                &tech,
+                &format!("/api/v1/discovered-devices/{printer_id}/accept"),
+                json!({ "name": "x" }),
+            )
             .await;
         assert_eq!(status, StatusCode::CONFLICT, "{again}");
         let other_id = found[1]["id"].as_i64().unwrap();
         let (status, _) = s
-            .post(&tech, &format!("/api/v1/discovered-devices/{other_id}/ignore"), json!({}))
+            .post(
+                &tech,
+                &format!("/api/v1/discovered-devices/{other_id}/ignore"),
+                json!({}),
+            )
             .await;
         assert_eq!(status, StatusCode::OK);
         let (_, left) = list(tech.clone(), format!("?school_id={school}")).await;
@@ -1126,7 +1190,10 @@ async fn discovered_devices_are_listed_per_school_until_accepted_or_ignored() {
         let (_, all) = list(tech.clone(), format!("?school_id={school}&all=true")).await;
         assert_eq!(all.as_array().unwrap().len(), 3);
         let (_, audit) = s
-            .get(&admin, &format!("/api/v1/audit?entity=discovered_device&entity_id={printer_id}"))
+            .get(
+                &admin,
+                &format!("/api/v1/audit?entity=discovered_device&entity_id={printer_id}"),
+            )
             .await;
         assert_eq!(audit[0]["action"], "discovered_device.accept", "{audit}");
         assert_eq!(audit[0]["actor"], "somchai");

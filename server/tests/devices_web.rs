@@ -135,16 +135,34 @@ async fn status_pages_show_the_worst_school_first() {
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     // A device's page: graphs drawn as SVG, uptime by month, the incident with its request.
-    let (status, html) = page(&s, &cookie, &format!("/devices/{broken_device}?range=7d"), "en").await;
+    let (status, html) = page(
+        &s,
+        &cookie,
+        &format!("/devices/{broken_device}?range=7d"),
+        "en",
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{html}");
-    assert!(html.contains("<svg") && html.contains("Latency (ms)"), "{html}");
-    assert!(html.contains("Uptime by month") && html.contains("0.0%"), "{html}");
-    assert!(html.contains("href=\"/desk/requests/"), "the repair request is linked: {html}");
+    assert!(
+        html.contains("<svg") && html.contains("Latency (ms)"),
+        "{html}"
+    );
+    assert!(
+        html.contains("Uptime by month") && html.contains("0.0%"),
+        "{html}"
+    );
+    assert!(
+        html.contains("href=\"/desk/requests/"),
+        "the repair request is linked: {html}"
+    );
     let (status, _) = page(&s, &staff, &format!("/devices/{broken_device}"), "en").await;
     assert_eq!(status, StatusCode::NOT_FOUND, "another school's device");
     let (status, html) = page(&s, &staff, &format!("/devices/{calm_device}"), "th").await;
     assert_eq!(status, StatusCode::OK);
-    assert!(html.contains("ใช้งานได้รายเดือน") && html.contains("100.0%"), "{html}");
+    assert!(
+        html.contains("ใช้งานได้รายเดือน") && html.contains("100.0%"),
+        "{html}"
+    );
 
     // Discovered devices: technicians and admins only; accepting one from the page.
     let (status, html) = s
@@ -159,20 +177,30 @@ async fn status_pages_show_the_worst_school_first() {
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (status, html) = page(&s, &cookie, "/devices/discovered", "en").await;
     assert_eq!(status, StatusCode::OK);
-    assert!(html.contains("aa:bb:cc:dd:ee:ff") && html.contains("Brother"), "{html}");
+    assert!(
+        html.contains("aa:bb:cc:dd:ee:ff") && html.contains("Brother"),
+        "{html}"
+    );
     let (_, found) = s.get(&admin, "/api/v1/discovered-devices").await;
     let id = found[0]["id"].as_i64().unwrap();
     let resp = s
         .client
         .post(format!("{}/devices/discovered/{id}", s.url))
         .header("cookie", &cookie)
-        .form(&[("action", "accept"), ("name", "office-printer"), ("probe", "icmp")])
+        .form(&[
+            ("action", "accept"),
+            ("name", "office-printer"),
+            ("probe", "icmp"),
+        ])
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);
     let (_, html) = page(&s, &cookie, "/devices/discovered", "en").await;
-    assert!(!html.contains("aa:bb:cc:dd:ee:ff"), "accepted: no longer listed");
+    assert!(
+        !html.contains("aa:bb:cc:dd:ee:ff"),
+        "accepted: no longer listed"
+    );
     let (_, html) = page(&s, &cookie, &format!("/devices/schools/{calm}"), "en").await;
     assert!(html.contains("office-printer"), "{html}");
     // Signed out: to the login page.

@@ -60,7 +60,17 @@ pub async fn open_repair(conn: &mut AnyConnection, repair: Repair<'_>) -> Result
     .bind(now)
     .fetch_one(&mut *conn)
     .await?;
-    add_event(conn, &actor, id, "submit", None, State::Submitted, None, None).await?;
+    add_event(
+        conn,
+        &actor,
+        id,
+        "submit",
+        None,
+        State::Submitted,
+        None,
+        None,
+    )
+    .await?;
     audit::record(
         conn,
         &actor,
@@ -69,8 +79,10 @@ pub async fn open_repair(conn: &mut AnyConnection, repair: Repair<'_>) -> Result
             entity: "request",
             entity_id: Some(id),
             before: None,
-            after: Some(json!({ "kind": "repair", "state": "submitted", "title": title,
-                                "school_id": repair.school_id, "fields": fields })),
+            after: Some(
+                json!({ "kind": "repair", "state": "submitted", "title": title,
+                                "school_id": repair.school_id, "fields": fields }),
+            ),
         },
     )
     .await?;
@@ -78,11 +90,13 @@ pub async fn open_repair(conn: &mut AnyConnection, repair: Repair<'_>) -> Result
 }
 
 async fn state_of(conn: &mut AnyConnection, id: i64) -> Result<(State, Option<i64>, i64)> {
-    let row = sqlx::query::<Any>("SELECT state, assignee_id, updated_at FROM desk_requests WHERE id = $1")
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?
-        .ok_or(Error::NotFound)?;
+    let row = sqlx::query::<Any>(
+        "SELECT state, assignee_id, updated_at FROM desk_requests WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or(Error::NotFound)?;
     let state: String = row.try_get("state")?;
     Ok((
         State::parse(&state).unwrap_or(State::Submitted),
@@ -117,7 +131,17 @@ async fn change(
     .bind(from.as_str())
     .execute(&mut *conn)
     .await?;
-    add_event(conn, &actor, id, action, Some(from), next, Some(comment), None).await?;
+    add_event(
+        conn,
+        &actor,
+        id,
+        action,
+        Some(from),
+        next,
+        Some(comment),
+        None,
+    )
+    .await?;
     audit::record(
         conn,
         &actor,
@@ -144,9 +168,11 @@ pub async fn comment(conn: &mut AnyConnection, id: i64, comment: &str) -> Result
 pub async fn resolve(conn: &mut AnyConnection, id: i64, comment: &str) -> Result<State> {
     let (state, _, _) = state_of(conn, id).await?;
     match state {
-        State::Submitted | State::Approved | State::Assigned | State::InProgress | State::Waiting => {
-            change(conn, id, "resolve", Some(State::Resolved), comment).await
-        }
+        State::Submitted
+        | State::Approved
+        | State::Assigned
+        | State::InProgress
+        | State::Waiting => change(conn, id, "resolve", Some(State::Resolved), comment).await,
         _ => change(conn, id, "comment", None, comment).await,
     }
 }

@@ -100,7 +100,10 @@ pub fn judge(rules: &Rules, kind: &str, device: &DeviceNow<'_>) -> Verdict {
                 .flatten()
                 .filter_map(|s| {
                     let level = s.get("level_percent")?.as_f64().filter(|l| *l >= 0.0)?;
-                    let name = s.get("description").and_then(Value::as_str).unwrap_or("supply");
+                    let name = s
+                        .get("description")
+                        .and_then(Value::as_str)
+                        .unwrap_or("supply");
                     Some((level, name))
                 })
                 .min_by(|a, b| a.0.total_cmp(&b.0));
@@ -204,10 +207,11 @@ pub async fn device_changed(
                 open_incident(conn, rules, device, kind, value, &summary).await?;
                 changed = true;
             }
-            (Verdict::Broken { value, summary }, Some(incident)) => {
-                if worsened(kind, incident.noted_value, value) {
-                    changed = true;
-                    sqlx::query(
+            (Verdict::Broken { value, summary }, Some(incident))
+                if worsened(kind, incident.noted_value, value) =>
+            {
+                changed = true;
+                sqlx::query(
                         "UPDATE device_incidents SET noted_value = CAST($2 AS DOUBLE PRECISION), summary = $3 WHERE id = $1",
                     )
                     .bind(incident.id)
@@ -215,14 +219,13 @@ pub async fn device_changed(
                     .bind(&summary)
                     .execute(&mut *conn)
                     .await?;
-                    if let Some(request) = incident.request_id {
-                        system::comment(
-                            conn,
-                            request,
-                            &format!("Worse at {}: {summary}", rfc3339(device.at)),
-                        )
-                        .await?;
-                    }
+                if let Some(request) = incident.request_id {
+                    system::comment(
+                        conn,
+                        request,
+                        &format!("Worse at {}: {summary}", rfc3339(device.at)),
+                    )
+                    .await?;
                 }
             }
             (Verdict::Fine, Some(incident)) => {
@@ -318,7 +321,11 @@ async fn open_incident(
             .bind(float_text(value))
             .execute(&mut *conn)
             .await?;
-            tracing::warn!(device_id = device.id, kind, "fault came back: incident reopened");
+            tracing::warn!(
+                device_id = device.id,
+                kind,
+                "fault came back: incident reopened"
+            );
             metrics::counter!("khetnet_device_incidents_reopened_total", "kind" => kind)
                 .increment(1);
             return Ok(());
@@ -344,7 +351,12 @@ async fn open_incident(
     .await?;
     // Another report opened it first: its request is the one.
     let Some(id) = id else { return Ok(()) };
-    tracing::warn!(device_id = device.id, device = device.name, kind, "incident opened");
+    tracing::warn!(
+        device_id = device.id,
+        device = device.name,
+        kind,
+        "incident opened"
+    );
     metrics::counter!("khetnet_device_incidents_opened_total", "kind" => kind).increment(1);
     let problem = format!(
         "{summary} (since {}). Opened by khetnet's device health for device {:?} (id {}); \
@@ -359,7 +371,11 @@ async fn open_incident(
             school_id: device.school_id,
             title: summary,
             problem: &problem,
-            priority: if kind == "device_down" { "high" } else { "normal" },
+            priority: if kind == "device_down" {
+                "high"
+            } else {
+                "normal"
+            },
         },
     )
     .await?;

@@ -70,11 +70,10 @@ pub fn check(seen: &[Seen], now: i64) -> Result<Vec<Checked>> {
         .enumerate()
         .map(|(i, s)| {
             let field = |name: &str| format!("discovered[{i}].{name}");
-            let ip: std::net::IpAddr = s
-                .ip
-                .trim()
-                .parse()
-                .map_err(|_| Error::invalid(&field("ip"), "not an IP address"))?;
+            let ip: std::net::IpAddr =
+                s.ip.trim()
+                    .parse()
+                    .map_err(|_| Error::invalid(&field("ip"), "not an IP address"))?;
             let mac = normal_mac(&s.mac).ok_or_else(|| {
                 Error::invalid(&field("mac"), "not a MAC address (six hex octets)")
             })?;
@@ -294,7 +293,15 @@ pub async fn accept(db: &Db, actor: &Actor, id: i64, body: Accept) -> Result<Dis
         }
         None => None,
     };
-    decide(&mut tx, actor, &before, "accepted", Some(device.id), asset_id).await?;
+    decide(
+        &mut tx,
+        actor,
+        &before,
+        "accepted",
+        Some(device.id),
+        asset_id,
+    )
+    .await?;
     let after = get_in(&mut tx, id).await?;
     tx.commit().await?;
     Ok(after)

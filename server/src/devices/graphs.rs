@@ -37,7 +37,10 @@ pub async fn series(
     let samples = raw(&mut conn, Some(device_id), since, until).await?;
     let mut spans: BTreeMap<i64, Vec<&RawSample>> = BTreeMap::new();
     for s in &samples {
-        spans.entry(s.at - (s.at - since) % step).or_default().push(s);
+        spans
+            .entry(s.at - (s.at - since) % step)
+            .or_default()
+            .push(s);
     }
     let mut out: BTreeMap<i64, Aggregate> = spans
         .into_iter()

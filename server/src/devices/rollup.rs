@@ -199,15 +199,17 @@ pub struct Done {
 /// move time.
 pub async fn maintain(db: &Db, settings: &Settings, now: i64) -> Result<Done> {
     let mut done = Done::default();
-    let raw_cutoff =
-        (now - i64::from(settings.raw_retention_days) * 86_400_000).div_euclid(BUCKET_MS) * BUCKET_MS;
+    let raw_cutoff = (now - i64::from(settings.raw_retention_days) * 86_400_000)
+        .div_euclid(BUCKET_MS)
+        * BUCKET_MS;
     for _ in 0..BATCHES_PER_RUN {
         let mut tx = db.begin_write().await?;
-        let first: Option<i64> =
-            sqlx::query_scalar::<Any, Option<i64>>("SELECT MIN(at) FROM device_samples WHERE at < $1")
-                .bind(raw_cutoff)
-                .fetch_one(&mut *tx)
-                .await?;
+        let first: Option<i64> = sqlx::query_scalar::<Any, Option<i64>>(
+            "SELECT MIN(at) FROM device_samples WHERE at < $1",
+        )
+        .bind(raw_cutoff)
+        .fetch_one(&mut *tx)
+        .await?;
         let Some(first) = first else { break };
         let from = first.div_euclid(BUCKET_MS) * BUCKET_MS;
         // Up to the bucket that holds the BATCH_ROWS-th sample, at least one bucket.
@@ -237,7 +239,14 @@ pub async fn maintain(db: &Db, settings: &Settings, now: i64) -> Result<Done> {
             if let Some(stored) = &stored {
                 aggregate = stored.merge(&aggregate);
             }
-            write(&mut tx, *device_id, *bucket_at, &aggregate, stored.is_some()).await?;
+            write(
+                &mut tx,
+                *device_id,
+                *bucket_at,
+                &aggregate,
+                stored.is_some(),
+            )
+            .await?;
             done.buckets_written += 1;
         }
         let deleted = sqlx::query("DELETE FROM device_samples WHERE at >= $1 AND at < $2")
@@ -352,7 +361,13 @@ async fn write(
 mod tests {
     use super::*;
 
-    fn s(at: i64, ok: bool, latency: Option<f64>, loss: f64, octets: Option<(f64, f64)>) -> RawSample {
+    fn s(
+        at: i64,
+        ok: bool,
+        latency: Option<f64>,
+        loss: f64,
+        octets: Option<(f64, f64)>,
+    ) -> RawSample {
         RawSample {
             device_id: 1,
             at,

@@ -242,10 +242,11 @@ async fn writer(db: Db, settings: Settings, mut rx: mpsc::Receiver<Job>) {
             Err(group_error) if jobs.len() > 1 => {
                 tracing::warn!(error = %group_error, reports = jobs.len(), "report group failed; storing each alone");
                 for job in jobs {
-                    let outcome = match store_group(&db, &settings, std::slice::from_ref(&job)).await {
-                        Ok(mut o) => o.pop().unwrap_or(Ok(Outcome::Duplicate)),
-                        Err(e) => Err(e),
-                    };
+                    let outcome =
+                        match store_group(&db, &settings, std::slice::from_ref(&job)).await {
+                            Ok(mut o) => o.pop().unwrap_or(Ok(Outcome::Duplicate)),
+                            Err(e) => Err(e),
+                        };
                     after_commit(&job, &outcome);
                     let _ = job.reply.send(outcome);
                 }
@@ -349,9 +350,8 @@ async fn store_in(
     let (agent, report) = (job.agent, &job.report);
     let batch_id = report.batch_id.to_ascii_lowercase();
     // Checked before anything is written, so a refused report leaves nothing behind.
-    if !group.devices.contains_key(&agent.school_id) {
-        let loaded = load_devices(tx, agent.school_id).await?;
-        group.devices.insert(agent.school_id, loaded);
+    if let std::collections::hash_map::Entry::Vacant(e) = group.devices.entry(agent.school_id) {
+        e.insert(load_devices(tx, agent.school_id).await?);
     }
     let devices = &group.devices[&agent.school_id];
     for (i, s) in report.samples.iter().enumerate() {
@@ -430,9 +430,8 @@ async fn store_in(
     }
     let mut newest: Vec<_> = newest.into_iter().collect();
     newest.sort_by_key(|(id, _)| *id);
-    if !group.open.contains_key(&agent.school_id) {
-        let open = alerts::open_incidents(tx, agent.school_id).await?;
-        group.open.insert(agent.school_id, open);
+    if let std::collections::hash_map::Entry::Vacant(e) = group.open.entry(agent.school_id) {
+        e.insert(alerts::open_incidents(tx, agent.school_id).await?);
     }
     for (device_id, (sample, at)) in newest {
         let Some(state) = group
@@ -499,9 +498,7 @@ async fn store_in(
     entry.1 = report.agent_version.clone();
     entry.2 += report.samples.len() as i64;
     entry.3 += report.samples_lost;
-    if group.open[&agent.school_id]
-        .contains_key(&(agent.id, "agent_silent".to_owned()))
-    {
+    if group.open[&agent.school_id].contains_key(&(agent.id, "agent_silent".to_owned())) {
         alerts::agent_heard(tx, agent.id, now).await?;
         let open = alerts::open_incidents(tx, agent.school_id).await?;
         group.open.insert(agent.school_id, open);
@@ -511,7 +508,10 @@ async fn store_in(
     }))
 }
 
-async fn load_devices(conn: &mut AnyConnection, school_id: i64) -> Result<HashMap<i64, DeviceState>> {
+async fn load_devices(
+    conn: &mut AnyConnection,
+    school_id: i64,
+) -> Result<HashMap<i64, DeviceState>> {
     let rows = sqlx::query::<Any>(
         "SELECT id, name, school_id, status, status_since, last_sample_at, last_latency_ms, last_loss_percent, last_error, \
          down_after_minutes, degraded_loss_percent FROM devices WHERE school_id = $1",

@@ -435,7 +435,7 @@ async fn device_page(
                 .iter()
                 .zip(t.ranges)
                 .map(|((value, _), label)| RangeLink {
-                    value: *value,
+                    value,
                     label,
                     current: *value == range,
                 })

@@ -1,0 +1,293 @@
+//! Device-report ingestion through a real `khetnet serve` over loopback HTTP: several agents,
+//! each sending reports of 50 samples from concurrent clients; prints reports/s, samples/s and
+//! latency percentiles. Run by `bench/device-ingest.sh` (SQLite, then PostgreSQL when
+//! `KHETNET_TEST_DATABASE_URL` is set).
+//!
+//! Bounded: `BENCH_REPORTS` reports in all (default 60,000) and at most `BENCH_SECS` seconds
+//! (default 60), `BENCH_CLIENTS` clients (default 32) over `BENCH_AGENTS` agents (default 16).
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const SAMPLES_PER_REPORT: usize = 50;
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+struct Server {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(database_url: Option<&str>) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_khetnet"));
+    cmd.args(["serve", "--no-collector", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data")
+        .arg(dir.path())
+        .env("KHETNET_ADMIN_PASSWORD", "bench-admin-password")
+        .env("KHETNET_LOGGING_LEVEL", "warn")
+        .stdout(Stdio::null());
+    if let Some(url) = database_url {
+        cmd.env("KHETNET_DATABASE_URL", url);
+    }
+    let child = cmd.spawn().expect("starting khetnet serve");
+    Server {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+        _dir: dir,
+    }
+}
+
+async fn call(client: &reqwest::Client, url: &str, token: Option<&str>, body: Value) -> Value {
+    let mut req = client.post(url).json(&body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    assert!(status.is_success(), "{url}: {status} {body}");
+    body
+}
+
+fn uuid(n: u64, agent: usize) -> String {
+    let h = format!("{:016x}{:016x}", agent as u64, n);
+    format!(
+        "{}-{}-4{}-a{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[13..16],
+        &h[17..20],
+        &h[20..32]
+    )
+}
+
+struct Run {
+    reports: u64,
+    secs: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+async fn run(label: &str, database_url: Option<&str>) -> Run {
+    let total = env_or("BENCH_REPORTS", 60_000);
+    let max_secs = env_or("BENCH_SECS", 60);
+    let clients = env_or("BENCH_CLIENTS", 32) as usize;
+    let agents = env_or("BENCH_AGENTS", 16) as usize;
+    let server = start(database_url);
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(clients)
+        .build()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = client.get(format!("{}/healthz", server.url)).send().await
+            && r.status().is_success()
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{label}: server did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let login = call(
+        &client,
+        &format!("{}/api/v1/auth/login", server.url),
+        None,
+        json!({ "username": "admin", "password": "bench-admin-password" }),
+    )
+    .await;
+    let admin = login["token"].as_str().expect("a token").to_owned();
+    // One school per agent, 10 devices each: a report carries 5 samples of each device.
+    let mut bodies = Vec::new();
+    let mut credentials = Vec::new();
+    for a in 0..agents {
+        let school = call(
+            &client,
+            &format!("{}/api/v1/schools", server.url),
+            Some(&admin),
+            json!({ "code": format!("10570{a:05}"), "kind": "school", "name_th": format!("โรงเรียน {a}") }),
+        )
+        .await["id"]
+            .as_i64()
+            .unwrap();
+        let mut devices = Vec::new();
+        for d in 0..10 {
+            devices.push(
+                call(
+                    &client,
+                    &format!("{}/api/v1/devices", server.url),
+                    Some(&admin),
+                    json!({ "school_id": school, "name": format!("device-{d}"), "probe": "icmp", "address": format!("10.{a}.0.{d}") }),
+                )
+                .await["id"]
+                    .as_i64()
+                    .unwrap(),
+            );
+        }
+        let token = call(
+            &client,
+            &format!("{}/api/v1/agents/enrollment-tokens", server.url),
+            Some(&admin),
+            json!({ "school_id": school }),
+        )
+        .await["token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let enrolled = call(
+            &client,
+            &format!("{}/api/v1/agents/enroll", server.url),
+            None,
+            json!({ "token": token, "name": format!("agent-{a}") }),
+        )
+        .await;
+        credentials.push(enrolled["credential"].as_str().unwrap().to_owned());
+        let now = jiff::Timestamp::now();
+        let samples: Vec<Value> = (0..SAMPLES_PER_REPORT)
+            .map(|i| {
+                let at = now - jiff::SignedDuration::from_secs((SAMPLES_PER_REPORT - i) as i64);
+                json!({ "device_id": devices[i % devices.len()], "at": at.to_string(), "ok": true,
+                        "latency_ms": 1.0 + (i % 7) as f64, "loss_percent": 0.0 })
+            })
+            .collect();
+        // The batch id is filled in per report.
+        bodies.push(
+            json!({ "batch_id": "BATCH", "agent_version": "bench", "samples": samples })
+                .to_string(),
+        );
+    }
+
+    let next = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let stop_at = started + Duration::from_secs(max_secs);
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in 0..clients {
+        let client = client.clone();
+        let url = format!("{}/api/v1/agent/reports", server.url);
+        let next = next.clone();
+        let agent = c % agents;
+        let credential = credentials[agent].clone();
+        let body = bodies[agent].clone();
+        tasks.spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= total || Instant::now() >= stop_at {
+                    break;
+                }
+                let body = body.replace("BATCH", &uuid(n, agent));
+                let sent = Instant::now();
+                let resp = client
+                    .post(&url)
+                    .bearer_auth(&credential)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .expect("sending a report");
+                let status = resp.status();
+                let text = resp.text().await.unwrap_or_default();
+                assert!(status.is_success(), "report refused: {status} {text}");
+                latencies.push(sent.elapsed());
+            }
+            latencies
+        });
+    }
+    let mut latencies = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        latencies.extend(done.unwrap());
+    }
+    let secs = started.elapsed().as_secs_f64();
+    latencies.sort();
+    let pick = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
+    let result = Run {
+        reports: latencies.len() as u64,
+        secs,
+        p50_ms: pick(0.50),
+        p99_ms: pick(0.99),
+    };
+    drop(server);
+    result
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut engines: Vec<(&str, Option<String>)> = vec![("sqlite", None)];
+    match std::env::var("KHETNET_TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => engines.push(("postgres", Some(url))),
+        _ => eprintln!(
+            "PostgreSQL skipped: set KHETNET_TEST_DATABASE_URL (e.g. postgres://postgres@127.0.0.1:5432/test)"
+        ),
+    }
+    println!(
+        "{:<9} {:>9} {:>8} {:>10} {:>12} {:>8} {:>8}  target",
+        "engine", "reports", "secs", "reports/s", "samples/s", "p50 ms", "p99 ms"
+    );
+    for (label, url) in engines {
+        let url = url.map(|admin| rt.block_on(fresh_postgres(&admin)));
+        let r = rt.block_on(run(label, url.as_deref()));
+        let rate = r.reports as f64 / r.secs;
+        println!(
+            "{label:<9} {:>9} {:>8.1} {:>10.0} {:>12.0} {:>8.1} {:>8.1}  {} 5000 reports/s",
+            r.reports,
+            r.secs,
+            rate,
+            rate * SAMPLES_PER_REPORT as f64,
+            r.p50_ms,
+            r.p99_ms,
+            if rate >= 5000.0 { "meets" } else { "BELOW" }
+        );
+    }
+}
+
+/// A fresh database next to the one in `admin_url`, so every run starts empty.
+async fn fresh_postgres(admin_url: &str) -> String {
+    use sqlx::{Connection, Executor};
+    sqlx::any::install_default_drivers();
+    let name = format!("khetnet_bench_{}", std::process::id());
+    let mut conn = sqlx::AnyConnection::connect(admin_url).await.unwrap();
+    conn.execute(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .await
+    .unwrap();
+    conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .await
+        .unwrap();
+    let (base, query) = match admin_url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (admin_url, String::new()),
+    };
+    let prefix = &base[..base.rfind('/').unwrap()];
+    format!("{prefix}/{name}{query}")
+}
