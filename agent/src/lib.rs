@@ -1,4 +1,5 @@
-//! The school agent: probes what its school's target list names (ICMP, TCP, HTTP(S), SNMP),
+//! The school agent: probes what its school's target list names (ICMP, TCP, HTTP(S), SNMP
+//! v2c/v3 with printer supplies and UPS battery, its own host, ARP discovery of a network),
 //! reports to the district server in batches, and spools reports on disk while the server is
 //! unreachable.
 //!
@@ -10,14 +11,18 @@
 //! - A sample is written to the on-disk spool before the agent tries to send it, and removed
 //!   only after the server acknowledged the batch (after its commit). A batch keeps its id
 //!   across retries and restarts, so the server's deduplication makes replays harmless.
-//! - Nothing is probed that the server's target list does not name: there is no default sweep.
+//! - Nothing is probed that the server's target list does not name: there is no default sweep;
+//!   a discovery sweep covers only the network its target names, at most a /22.
 //! - The agent links neither axum nor sqlx: it stays small.
 
 pub mod client;
+pub mod discovery;
 pub mod enroll;
+pub mod host;
 pub mod probe;
 pub mod run;
 pub mod service;
+pub mod snmp;
 pub mod spool;
 pub mod state;
 

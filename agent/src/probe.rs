@@ -1,6 +1,7 @@
-//! Probes: ICMP echo (latency, loss), TCP connect, HTTP(S) GET, SNMP v2c (system group and
-//! IF-MIB interface status and 64-bit traffic counters). Each turns one target into one
-//! sample; a failure is a sample with `ok: false` and the reason, never an error.
+//! Probes: ICMP echo (latency, loss), TCP connect, HTTP(S) GET, SNMP v2c/v3 ([`crate::snmp`]),
+//! the agent's own host ([`crate::host`]) and LAN discovery ([`crate::discovery`]). Each
+//! turns one target into one sample; a failure is a sample with `ok: false` and the reason,
+//! never an error.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -8,16 +9,24 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::discovery::{Discovered, Network};
+use crate::host::Host;
+use crate::snmp::{Credentials, SnmpV3};
+
 /// One device to probe, as the server's configuration names it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Target {
     pub id: i64,
     pub name: String,
-    /// `icmp`, `tcp`, `http` or `snmp`.
+    /// `icmp`, `tcp`, `http`, `snmp`, `host` or `discovery`.
     pub probe: String,
+    /// Host name or IP address; the URL for `http`; the IPv4 network for `discovery`.
     pub address: String,
     pub port: Option<i64>,
     pub snmp_community: Option<String>,
+    /// SNMPv3 credentials; when present the SNMP probe speaks v3 (authPriv) instead of v2c.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snmp_v3: Option<SnmpV3>,
     pub interval_secs: i64,
 }
 
@@ -31,6 +40,10 @@ pub struct Sample {
     pub loss_percent: Option<f64>,
     pub error: Option<String>,
     pub detail: Option<Value>,
+    /// What a `discovery` probe found: it travels in the report's `discovered` list, not in
+    /// the sample.
+    #[serde(skip)]
+    pub discovered: Vec<Discovered>,
 }
 
 /// Shared probing resources: the ICMP sockets (opened once) and the HTTP client.
@@ -39,6 +52,7 @@ pub struct Prober {
     icmp_v6: Option<surge_ping::Client>,
     icmp_error: Option<String>,
     http: reqwest::Client,
+    host: Host,
     pub timeout: Duration,
     /// ICMP echoes per probe.
     pub pings: u16,
@@ -70,6 +84,7 @@ impl Prober {
             icmp_v6,
             icmp_error,
             http,
+            host: Host::new(),
             timeout,
             pings: 3,
         }
@@ -83,6 +98,8 @@ impl Prober {
             "tcp" => self.tcp(target).await,
             "http" => self.http(target).await,
             "snmp" => self.snmp(target).await,
+            "host" => self.host().await,
+            "discovery" => self.discovery(target).await,
             other => Err(format!("unknown probe {other:?}; update the agent")),
         };
         let mut sample = Sample {
@@ -93,9 +110,11 @@ impl Prober {
             loss_percent: None,
             error: None,
             detail: None,
+            discovered: Vec::new(),
         };
         match result {
             Ok(m) => {
+                sample.discovered = m.discovered;
                 sample.ok = m.ok;
                 sample.latency_ms = m.latency_ms;
                 sample.loss_percent = m.loss_percent;
@@ -155,6 +174,7 @@ impl Prober {
                 last_error.or(Some("no reply".into()))
             },
             detail: None,
+            discovered: Vec::new(),
         })
     }
 
@@ -210,9 +230,16 @@ impl Prober {
             .and_then(|p| u16::try_from(p).ok())
             .unwrap_or(161);
         let addr = self.resolve(target, port).await?;
-        let community = target.snmp_community.clone().unwrap_or_default();
+        let credentials = match &target.snmp_v3 {
+            Some(v3) => Credentials::V3(v3),
+            None => Credentials::V2c {
+                community: target.snmp_community.as_deref().unwrap_or_default(),
+            },
+        };
         let start = Instant::now();
-        match tokio::time::timeout(self.timeout, snmp_poll(addr, community.as_bytes())).await {
+        // A printer or UPS answers more tables than a switch: the whole poll gets twice the
+        // probe timeout.
+        match tokio::time::timeout(2 * self.timeout, crate::snmp::poll(addr, &credentials)).await {
             Ok(Ok(detail)) => {
                 let mut m = Measured::up(start.elapsed());
                 m.detail = Some(detail);
@@ -221,9 +248,35 @@ impl Prober {
             Ok(Err(e)) => Ok(Measured::down(format!("SNMP {addr}: {e}"))),
             Err(_) => Ok(Measured::down(format!(
                 "SNMP {addr}: no answer within {:?}",
-                self.timeout
+                2 * self.timeout
             ))),
         }
+    }
+
+    async fn host(&self) -> Result<Measured, String> {
+        let start = Instant::now();
+        let detail = self.host.measure().await?;
+        let mut m = Measured::up(start.elapsed());
+        m.latency_ms = None;
+        m.loss_percent = None;
+        m.detail = Some(detail);
+        Ok(m)
+    }
+
+    /// An ARP sweep of the target's network (on a blocking thread: raw sockets block).
+    async fn discovery(&self, target: &Target) -> Result<Measured, String> {
+        let network: Network = target.address.parse()?;
+        let start = Instant::now();
+        let found = tokio::task::spawn_blocking(move || {
+            crate::discovery::arp_sweep(network, Duration::from_secs(1))
+        })
+        .await
+        .map_err(|e| format!("the sweep stopped: {e}"))??;
+        let mut m = Measured::up(start.elapsed());
+        m.loss_percent = None;
+        m.detail = Some(json!({ "network": network.to_string(), "hosts_found": found.len() }));
+        m.discovered = found;
+        Ok(m)
     }
 }
 
@@ -233,6 +286,7 @@ struct Measured {
     loss_percent: Option<f64>,
     error: Option<String>,
     detail: Option<Value>,
+    discovered: Vec<Discovered>,
 }
 
 impl Measured {
@@ -243,6 +297,7 @@ impl Measured {
             loss_percent: Some(0.0),
             error: None,
             detail: None,
+            discovered: Vec::new(),
         }
     }
 
@@ -253,140 +308,8 @@ impl Measured {
             loss_percent: Some(100.0),
             error: Some(error),
             detail: None,
+            discovered: Vec::new(),
         }
-    }
-}
-
-const SYS_DESCR: &[u64] = &[1, 3, 6, 1, 2, 1, 1, 1, 0];
-const SYS_UPTIME: &[u64] = &[1, 3, 6, 1, 2, 1, 1, 3, 0];
-const SYS_NAME: &[u64] = &[1, 3, 6, 1, 2, 1, 1, 5, 0];
-const IF_DESCR: &[u64] = &[1, 3, 6, 1, 2, 1, 2, 2, 1, 2];
-const IF_OPER_STATUS: &[u64] = &[1, 3, 6, 1, 2, 1, 2, 2, 1, 8];
-const IF_HC_IN_OCTETS: &[u64] = &[1, 3, 6, 1, 2, 1, 31, 1, 1, 1, 6];
-const IF_HC_OUT_OCTETS: &[u64] = &[1, 3, 6, 1, 2, 1, 31, 1, 1, 1, 10];
-
-/// Reads the system group and the interface table of one SNMP v2c agent.
-async fn snmp_poll(addr: SocketAddr, community: &[u8]) -> Result<Value, String> {
-    let mut session = snmp2::AsyncSession::new_v2c(addr, community, rand::random::<u16>().into())
-        .await
-        .map_err(|e| e.to_string())?;
-    let oids: Vec<snmp2::Oid> = [SYS_DESCR, SYS_UPTIME, SYS_NAME]
-        .iter()
-        .map(|o| snmp2::Oid::from(o).expect("a valid OID"))
-        .collect();
-    let refs: Vec<&snmp2::Oid> = oids.iter().collect();
-    let mut system = serde_json::Map::new();
-    {
-        let pdu = session
-            .get_many(&refs)
-            .await
-            .map_err(|e| format!("{e:?}"))?;
-        if pdu.error_status != 0 {
-            return Err(format!("error status {}", pdu.error_status));
-        }
-        for (oid, value) in pdu.varbinds {
-            let arcs = arcs(&oid);
-            let key = if arcs == SYS_DESCR {
-                "sys_descr"
-            } else if arcs == SYS_UPTIME {
-                "sys_uptime_secs"
-            } else if arcs == SYS_NAME {
-                "sys_name"
-            } else {
-                continue;
-            };
-            system.insert(key.into(), value_json(&value, key == "sys_uptime_secs"));
-        }
-    }
-    let mut interfaces: std::collections::BTreeMap<u64, serde_json::Map<String, Value>> =
-        Default::default();
-    for (column, name) in [
-        (IF_DESCR, "descr"),
-        (IF_OPER_STATUS, "oper_status"),
-        (IF_HC_IN_OCTETS, "in_octets"),
-        (IF_HC_OUT_OCTETS, "out_octets"),
-    ] {
-        for (index, value) in walk(&mut session, column).await? {
-            let value = if name == "oper_status" {
-                match value.as_i64() {
-                    Some(1) => json!("up"),
-                    Some(2) => json!("down"),
-                    Some(3) => json!("testing"),
-                    Some(5) => json!("dormant"),
-                    Some(7) => json!("lower_layer_down"),
-                    _ => value,
-                }
-            } else {
-                value
-            };
-            interfaces
-                .entry(index)
-                .or_default()
-                .insert(name.into(), value);
-        }
-    }
-    let interfaces: Vec<Value> = interfaces
-        .into_iter()
-        .map(|(index, mut fields)| {
-            fields.insert("index".into(), json!(index));
-            Value::Object(fields)
-        })
-        .collect();
-    system.insert("interfaces".into(), Value::Array(interfaces));
-    Ok(Value::Object(system))
-}
-
-/// Walks one table column with GETBULK; returns (row index, value). Bounded to 4096 rows.
-async fn walk(
-    session: &mut snmp2::AsyncSession,
-    column: &[u64],
-) -> Result<Vec<(u64, Value)>, String> {
-    let mut rows = Vec::new();
-    let mut next: Vec<u64> = column.to_vec();
-    while rows.len() < 4096 {
-        let oid = snmp2::Oid::from(&next).map_err(|e| format!("{e:?}"))?;
-        let pdu = session
-            .getbulk(&[&oid], 0, 32)
-            .await
-            .map_err(|e| format!("{e:?}"))?;
-        let mut advanced = false;
-        let mut done = false;
-        for (oid, value) in pdu.varbinds {
-            let a = arcs(&oid);
-            if !a.starts_with(column)
-                || a.len() != column.len() + 1
-                || matches!(value, snmp2::Value::EndOfMibView)
-            {
-                done = true;
-                break;
-            }
-            rows.push((a[column.len()], value_json(&value, false)));
-            next = a;
-            advanced = true;
-        }
-        if done || !advanced {
-            break;
-        }
-    }
-    Ok(rows)
-}
-
-fn arcs(oid: &snmp2::Oid) -> Vec<u64> {
-    oid.iter().map(|i| i.collect()).unwrap_or_default()
-}
-
-fn value_json(value: &snmp2::Value, ticks_as_secs: bool) -> Value {
-    use snmp2::Value as V;
-    match value {
-        V::Integer(n) => json!(n),
-        V::OctetString(s) => json!(String::from_utf8_lossy(s)),
-        V::Counter32(n) | V::Unsigned32(n) => json!(n),
-        V::Counter64(n) => json!(n),
-        V::Timeticks(t) if ticks_as_secs => json!(f64::from(*t) / 100.0),
-        V::Timeticks(t) => json!(t),
-        V::IpAddress(a) => json!(std::net::Ipv4Addr::from(*a).to_string()),
-        V::Boolean(b) => json!(b),
-        _ => Value::Null,
     }
 }
 
@@ -402,6 +325,7 @@ mod tests {
             address: address.into(),
             port,
             snmp_community: Some("public".into()),
+            snmp_v3: None,
             interval_secs: 60,
         }
     }

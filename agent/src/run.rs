@@ -460,6 +460,7 @@ mod tests {
             address: "127.0.0.1".into(),
             port: Some(9),
             snmp_community: None,
+            snmp_v3: None,
             interval_secs: interval,
         }
     }

@@ -82,9 +82,11 @@ pub fn load_config(state_dir: &Path) -> Option<AgentConfig> {
     }
 }
 
+/// Caches the configuration, readable only by the agent's user: it holds SNMP communities and
+/// SNMPv3 passphrases.
 pub fn save_config(state_dir: &Path, config: &AgentConfig) -> Result<()> {
     let bytes = serde_json::to_vec_pretty(config).expect("config serializes");
-    write_atomic(&config_path(state_dir), &bytes, 0o644)
+    write_atomic(&config_path(state_dir), &bytes, 0o600)
 }
 
 /// Writes `bytes` to `path` durably: temporary file, fsync, rename, fsync of the folder.
