@@ -52,6 +52,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "device_alerts",
         include_str!("../migrations/sqlite/0006_device_alerts.sql"),
     ),
+    (
+        7,
+        "device_probes",
+        include_str!("../migrations/sqlite/0007_device_probes.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -78,6 +83,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         6,
         "device_alerts",
         include_str!("../migrations/postgres/0006_device_alerts.sql"),
+    ),
+    (
+        7,
+        "device_probes",
+        include_str!("../migrations/postgres/0007_device_probes.sql"),
     ),
 ];
 

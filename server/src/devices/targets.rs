@@ -1,5 +1,13 @@
 //! The devices of each school that its agent probes (the "targets"), with their current
 //! status as the latest samples left it.
+//!
+//! Besides devices, two kinds of target concern the agent itself: `host` (the agent's own
+//! machine: CPU, memory, disks) and `discovery` (an ARP sweep of one IPv4 network of the school,
+//! at most a /22, for the inventory). No school has a discovery target unless one is created.
+//!
+//! Invariant: SNMPv3 passphrases are write-only. They are stored so that the school's own
+//! agent can be given them (`for_agent`, over its authenticated TLS connection); they are never
+//! serialized into an API answer or the audit trail.
 
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
@@ -10,7 +18,19 @@ use crate::db::{Db, now_ms, rfc3339};
 use crate::error::{Error, Result, ResultExt};
 
 /// The probes an agent knows.
-pub const PROBES: &[&str] = &["icmp", "tcp", "http", "snmp"];
+pub const PROBES: &[&str] = &["icmp", "tcp", "http", "snmp", "host", "discovery"];
+
+/// SNMPv3 authentication protocols, as the agent names them (`sha` is SHA-1).
+pub const SNMP_AUTH_PROTOCOLS: &[&str] = &["md5", "sha", "sha224", "sha256", "sha384", "sha512"];
+
+/// SNMPv3 privacy protocols (`aes` is AES-128).
+pub const SNMP_PRIV_PROTOCOLS: &[&str] = &["des", "aes", "aes192", "aes256"];
+
+/// The widest network a discovery target may name: a /22 (1024 addresses).
+pub const DISCOVERY_MAX_PREFIX: u8 = 22;
+
+/// A discovery sweep runs at most this often.
+pub const DISCOVERY_MIN_INTERVAL_SECS: i64 = 300;
 
 /// A device as the API shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -22,6 +42,17 @@ pub struct Device {
     pub address: String,
     pub port: Option<i64>,
     pub snmp_community: Option<String>,
+    /// `2c` or `3`.
+    pub snmp_version: String,
+    pub snmp_user: Option<String>,
+    pub snmp_auth_protocol: Option<String>,
+    /// Write-only: never serialized.
+    #[serde(skip_serializing)]
+    pub snmp_auth_passphrase: Option<String>,
+    pub snmp_priv_protocol: Option<String>,
+    /// Write-only: never serialized.
+    #[serde(skip_serializing)]
+    pub snmp_priv_passphrase: Option<String>,
     pub interval_secs: i64,
     pub down_after_minutes: i64,
     pub degraded_loss_percent: i64,
@@ -43,12 +74,22 @@ pub struct Device {
 pub struct NewDevice {
     pub school_id: i64,
     pub name: String,
-    /// `icmp`, `tcp`, `http` or `snmp`.
+    /// `icmp`, `tcp`, `http`, `snmp`, `host` or `discovery`.
     pub probe: String,
-    /// Host name or IP address; for `http` the URL.
+    /// Host name or IP address; for `http` the URL; for `host` `localhost`; for `discovery`
+    /// the IPv4 network (`192.168.1.0/24`, at most a /22).
     pub address: String,
     pub port: Option<i64>,
+    /// The v2c community (`snmp_version` `2c`).
     pub snmp_community: Option<String>,
+    /// `2c` (default) or `3` (USM authPriv: user, auth and privacy protocols and passphrases).
+    #[serde(default = "default_snmp_version")]
+    pub snmp_version: String,
+    pub snmp_user: Option<String>,
+    pub snmp_auth_protocol: Option<String>,
+    pub snmp_auth_passphrase: Option<String>,
+    pub snmp_priv_protocol: Option<String>,
+    pub snmp_priv_passphrase: Option<String>,
     #[serde(default = "default_interval")]
     pub interval_secs: i64,
     #[serde(default = "default_down_after")]
@@ -59,6 +100,9 @@ pub struct NewDevice {
     pub enabled: bool,
 }
 
+fn default_snmp_version() -> String {
+    "2c".into()
+}
 fn default_interval() -> i64 {
     60
 }
@@ -81,6 +125,13 @@ pub struct DevicePatch {
     pub address: Option<String>,
     pub port: Option<i64>,
     pub snmp_community: Option<String>,
+    pub snmp_version: Option<String>,
+    pub snmp_user: Option<String>,
+    pub snmp_auth_protocol: Option<String>,
+    /// Given: replaces the stored passphrase; absent: keeps it.
+    pub snmp_auth_passphrase: Option<String>,
+    pub snmp_priv_protocol: Option<String>,
+    pub snmp_priv_passphrase: Option<String>,
     pub interval_secs: Option<i64>,
     pub down_after_minutes: Option<i64>,
     pub degraded_loss_percent: Option<i64>,
@@ -124,11 +175,29 @@ impl NewDevice {
         } else if self.probe == "tcp" {
             return Err(Error::invalid("port", "a tcp probe needs a port"));
         }
-        if self.probe == "snmp" && self.snmp_community.as_deref().unwrap_or("").is_empty() {
+        if self.probe == "snmp" {
+            self.validate_snmp()?;
+        } else {
+            self.clear_snmp_v3();
+        }
+        if self.probe == "host" && self.address != "localhost" {
             return Err(Error::invalid(
-                "snmp_community",
-                "an snmp probe needs the SNMP v2c community",
+                "address",
+                "a host probe measures the agent's own machine: the address is localhost",
             ));
+        }
+        if self.probe == "discovery" {
+            if let Err(why) = check_network(&self.address) {
+                return Err(Error::invalid("address", why));
+            }
+            if self.interval_secs < DISCOVERY_MIN_INTERVAL_SECS {
+                return Err(Error::invalid(
+                    "interval_secs",
+                    format!(
+                        "a discovery sweep runs at most every {DISCOVERY_MIN_INTERVAL_SECS} s: give interval_secs of {DISCOVERY_MIN_INTERVAL_SECS} or more"
+                    ),
+                ));
+            }
         }
         if !(1..=86_400).contains(&self.interval_secs) {
             return Err(Error::invalid("interval_secs", "must be 1 to 86400"));
@@ -143,7 +212,104 @@ impl NewDevice {
     }
 }
 
-const COLUMNS: &str = "id, school_id, name, probe, address, port, snmp_community, interval_secs, down_after_minutes, \
+impl NewDevice {
+    /// Keeps no v3 credentials where they are not used (another probe, or v2c).
+    fn clear_snmp_v3(&mut self) {
+        self.snmp_user = None;
+        self.snmp_auth_protocol = None;
+        self.snmp_auth_passphrase = None;
+        self.snmp_priv_protocol = None;
+        self.snmp_priv_passphrase = None;
+    }
+
+    fn validate_snmp(&mut self) -> Result<()> {
+        match self.snmp_version.as_str() {
+            "2c" => {
+                if self.snmp_community.as_deref().unwrap_or("").is_empty() {
+                    return Err(Error::invalid(
+                        "snmp_community",
+                        "an snmp probe needs the SNMP v2c community (or snmp_version 3 with its user)",
+                    ));
+                }
+                self.clear_snmp_v3();
+            }
+            "3" => {
+                let user = self.snmp_user.as_deref().unwrap_or("");
+                if user.is_empty() || user.chars().count() > 32 {
+                    return Err(Error::invalid(
+                        "snmp_user",
+                        "SNMPv3 needs the USM user name, 1 to 32 characters",
+                    ));
+                }
+                let protocol =
+                    |field: &'static str, value: &Option<String>, allowed: &[&str]| match value
+                        .as_deref()
+                    {
+                        Some(p) if allowed.contains(&p) => Ok(()),
+                        _ => Err(Error::invalid(
+                            field,
+                            format!("allowed: {}", allowed.join(", ")),
+                        )),
+                    };
+                protocol(
+                    "snmp_auth_protocol",
+                    &self.snmp_auth_protocol,
+                    SNMP_AUTH_PROTOCOLS,
+                )?;
+                protocol(
+                    "snmp_priv_protocol",
+                    &self.snmp_priv_protocol,
+                    SNMP_PRIV_PROTOCOLS,
+                )?;
+                for (field, value) in [
+                    ("snmp_auth_passphrase", &self.snmp_auth_passphrase),
+                    ("snmp_priv_passphrase", &self.snmp_priv_passphrase),
+                ] {
+                    let n = value.as_deref().map_or(0, |v| v.chars().count());
+                    if !(8..=128).contains(&n) {
+                        return Err(Error::invalid(
+                            field,
+                            "SNMPv3 authPriv needs a passphrase of 8 to 128 characters",
+                        ));
+                    }
+                }
+            }
+            _ => return Err(Error::invalid("snmp_version", "allowed: 2c, 3")),
+        }
+        Ok(())
+    }
+}
+
+/// Whether `s` is an IPv4 network a discovery target may sweep: `a.b.c.d/n`, host bits
+/// clear, n at least [`DISCOVERY_MAX_PREFIX`].
+pub fn check_network(s: &str) -> std::result::Result<(), String> {
+    let Some((ip, prefix)) = s.split_once('/') else {
+        return Err("a discovery target's address is an IPv4 network like 192.168.1.0/24".into());
+    };
+    let Ok(ip) = ip.parse::<std::net::Ipv4Addr>() else {
+        return Err(format!("{ip:?} is not an IPv4 address"));
+    };
+    let prefix = match prefix.parse::<u8>() {
+        Ok(p) if p <= 32 => p,
+        _ => return Err("the prefix length must be 0 to 32".into()),
+    };
+    if prefix < DISCOVERY_MAX_PREFIX {
+        return Err(format!(
+            "at most a /{DISCOVERY_MAX_PREFIX} (1024 addresses) is swept; add one target per part of a larger network"
+        ));
+    }
+    let mask = u32::MAX << (32 - u32::from(prefix));
+    if u32::from(ip) & !mask != 0 {
+        return Err(format!(
+            "host bits are set; the network is {}/{prefix}",
+            std::net::Ipv4Addr::from(u32::from(ip) & mask)
+        ));
+    }
+    Ok(())
+}
+
+const COLUMNS: &str = "id, school_id, name, probe, address, port, snmp_community, snmp_version, snmp_user, \
+     snmp_auth_protocol, snmp_auth_passphrase, snmp_priv_protocol, snmp_priv_passphrase, interval_secs, down_after_minutes, \
      degraded_loss_percent, enabled, status, status_since, last_sample_at, last_latency_ms, last_loss_percent, \
      last_error, created_at, updated_at";
 
@@ -159,6 +325,12 @@ fn from_row(row: &AnyRow) -> Result<Device> {
         address: row.try_get("address")?,
         port: row.try_get("port")?,
         snmp_community: row.try_get("snmp_community")?,
+        snmp_version: row.try_get("snmp_version")?,
+        snmp_user: row.try_get("snmp_user")?,
+        snmp_auth_protocol: row.try_get("snmp_auth_protocol")?,
+        snmp_auth_passphrase: row.try_get("snmp_auth_passphrase")?,
+        snmp_priv_protocol: row.try_get("snmp_priv_protocol")?,
+        snmp_priv_passphrase: row.try_get("snmp_priv_passphrase")?,
         interval_secs: row.try_get("interval_secs")?,
         down_after_minutes: row.try_get("down_after_minutes")?,
         degraded_loss_percent: row.try_get("degraded_loss_percent")?,
@@ -201,8 +373,9 @@ pub async fn create(db: &Db, actor: &Actor, mut new: NewDevice) -> Result<Device
     }
     let id: i64 = sqlx::query_scalar::<Any, i64>(
         "INSERT INTO devices (school_id, name, probe, address, port, snmp_community, interval_secs, down_after_minutes, \
-         degraded_loss_percent, enabled, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) RETURNING id",
+         degraded_loss_percent, enabled, created_at, updated_at, snmp_version, snmp_user, snmp_auth_protocol, \
+         snmp_auth_passphrase, snmp_priv_protocol, snmp_priv_passphrase) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14, $15, $16, $17) RETURNING id",
     )
     .bind(new.school_id)
     .bind(&new.name)
@@ -215,6 +388,12 @@ pub async fn create(db: &Db, actor: &Actor, mut new: NewDevice) -> Result<Device
     .bind(new.degraded_loss_percent)
     .bind(i64::from(new.enabled))
     .bind(now)
+    .bind(&new.snmp_version)
+    .bind(&new.snmp_user)
+    .bind(&new.snmp_auth_protocol)
+    .bind(&new.snmp_auth_passphrase)
+    .bind(&new.snmp_priv_protocol)
+    .bind(&new.snmp_priv_passphrase)
     .fetch_one(&mut *tx)
     .await
     .on_unique_violation(|| format!("the school already has a device named {:?}", new.name))?;
@@ -276,6 +455,22 @@ pub async fn update(db: &Db, actor: &Actor, id: i64, patch: DevicePatch) -> Resu
         snmp_community: patch
             .snmp_community
             .or_else(|| before.snmp_community.clone()),
+        snmp_version: patch
+            .snmp_version
+            .unwrap_or_else(|| before.snmp_version.clone()),
+        snmp_user: patch.snmp_user.or_else(|| before.snmp_user.clone()),
+        snmp_auth_protocol: patch
+            .snmp_auth_protocol
+            .or_else(|| before.snmp_auth_protocol.clone()),
+        snmp_auth_passphrase: patch
+            .snmp_auth_passphrase
+            .or_else(|| before.snmp_auth_passphrase.clone()),
+        snmp_priv_protocol: patch
+            .snmp_priv_protocol
+            .or_else(|| before.snmp_priv_protocol.clone()),
+        snmp_priv_passphrase: patch
+            .snmp_priv_passphrase
+            .or_else(|| before.snmp_priv_passphrase.clone()),
         interval_secs: patch.interval_secs.unwrap_or(before.interval_secs),
         down_after_minutes: patch
             .down_after_minutes
@@ -292,7 +487,9 @@ pub async fn update(db: &Db, actor: &Actor, id: i64, patch: DevicePatch) -> Resu
         "UPDATE devices SET name = $2, probe = $3, address = $4, port = $5, snmp_community = $6, interval_secs = $7, \
          down_after_minutes = $8, degraded_loss_percent = $9, enabled = $10, updated_at = $11, \
          status = CASE WHEN $12 = 1 THEN 'unknown' ELSE status END, \
-         status_since = CASE WHEN $12 = 1 THEN NULL ELSE status_since END \
+         status_since = CASE WHEN $12 = 1 THEN NULL ELSE status_since END, \
+         snmp_version = $13, snmp_user = $14, snmp_auth_protocol = $15, snmp_auth_passphrase = $16, \
+         snmp_priv_protocol = $17, snmp_priv_passphrase = $18 \
          WHERE id = $1",
     )
     .bind(id)
@@ -307,6 +504,12 @@ pub async fn update(db: &Db, actor: &Actor, id: i64, patch: DevicePatch) -> Resu
     .bind(i64::from(new.enabled))
     .bind(now_ms())
     .bind(i64::from(target_changed))
+    .bind(&new.snmp_version)
+    .bind(&new.snmp_user)
+    .bind(&new.snmp_auth_protocol)
+    .bind(&new.snmp_auth_passphrase)
+    .bind(&new.snmp_priv_protocol)
+    .bind(&new.snmp_priv_passphrase)
     .execute(&mut *tx)
     .await
     .on_unique_violation(|| format!("the school already has a device named {:?}", new.name))?;
@@ -445,13 +648,35 @@ pub struct AgentTarget {
     pub address: String,
     pub port: Option<i64>,
     pub snmp_community: Option<String>,
+    /// Present for an SNMP v3 device: the agent then speaks v3 authPriv.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snmp_v3: Option<AgentSnmpV3>,
     pub interval_secs: i64,
 }
 
-/// The enabled devices of one school, for its agent.
+/// SNMPv3 USM credentials, given only to the agent of the device's school.
+#[derive(Clone, Serialize)]
+pub struct AgentSnmpV3 {
+    pub user: String,
+    pub auth_protocol: String,
+    pub auth_passphrase: String,
+    pub priv_protocol: String,
+    pub priv_passphrase: String,
+}
+
+impl std::fmt::Debug for AgentSnmpV3 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentSnmpV3")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The enabled devices of one school, for its agent (with their SNMPv3 passphrases).
 pub async fn for_agent(db: &Db, school_id: i64) -> Result<Vec<AgentTarget>> {
     let rows = sqlx::query::<Any>(
-        "SELECT id, name, probe, address, port, snmp_community, interval_secs FROM devices \
+        "SELECT id, name, probe, address, port, snmp_community, snmp_version, snmp_user, snmp_auth_protocol, \
+         snmp_auth_passphrase, snmp_priv_protocol, snmp_priv_passphrase, interval_secs FROM devices \
          WHERE school_id = $1 AND enabled = 1 ORDER BY id",
     )
     .bind(school_id)
@@ -466,6 +691,30 @@ pub async fn for_agent(db: &Db, school_id: i64) -> Result<Vec<AgentTarget>> {
                 address: r.try_get("address")?,
                 port: r.try_get("port")?,
                 snmp_community: r.try_get("snmp_community")?,
+                snmp_v3: match (
+                    r.try_get::<String, _>("snmp_version")?.as_str(),
+                    r.try_get::<Option<String>, _>("snmp_user")?,
+                    r.try_get::<Option<String>, _>("snmp_auth_protocol")?,
+                    r.try_get::<Option<String>, _>("snmp_auth_passphrase")?,
+                    r.try_get::<Option<String>, _>("snmp_priv_protocol")?,
+                    r.try_get::<Option<String>, _>("snmp_priv_passphrase")?,
+                ) {
+                    (
+                        "3",
+                        Some(user),
+                        Some(auth_protocol),
+                        Some(auth_passphrase),
+                        Some(priv_protocol),
+                        Some(priv_passphrase),
+                    ) => Some(AgentSnmpV3 {
+                        user,
+                        auth_protocol,
+                        auth_passphrase,
+                        priv_protocol,
+                        priv_passphrase,
+                    }),
+                    _ => None,
+                },
                 interval_secs: r.try_get("interval_secs")?,
             })
         })
