@@ -18,6 +18,10 @@ pub struct Report {
     /// Samples dropped from the full spool since the last delivered report.
     pub samples_lost: i64,
     pub samples: Vec<Sample>,
+    /// Devices that discovery sweeps saw on the school LAN, for the inventory. Left out when
+    /// empty, so a server that predates discovery takes the report.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub discovered: Vec<crate::discovery::Discovered>,
 }
 
 /// What became of a report the agent sent.

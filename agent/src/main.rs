@@ -49,6 +49,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Sweep one IPv4 network now and print who answered: ARP (IP, MAC, vendor) by default,
+    /// or ICMP echo. Only the network given, at most a /22; needs CAP_NET_RAW.
+    Sweep {
+        /// The network, e.g. 192.168.1.0/24.
+        network: String,
+        /// Ping every host instead of asking by ARP (works across routers).
+        #[arg(long)]
+        icmp: bool,
+        /// JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Install as a systemd service.
     Service {
         #[command(subcommand)]
@@ -129,7 +141,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 for (target, sample) in &results {
                     println!(
                         "{}",
-                        serde_json::json!({ "name": target.name, "probe": target.probe, "address": target.address, "sample": sample })
+                        serde_json::json!({ "name": target.name, "probe": target.probe, "address": target.address, "sample": sample, "discovered": sample.discovered })
                     );
                 }
             } else {
@@ -137,6 +149,70 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             if results.iter().any(|(_, s)| !s.ok) {
                 return Ok(ExitCode::from(2));
+            }
+        }
+        Command::Sweep {
+            network,
+            icmp,
+            json,
+        } => {
+            let network: khetnet_agent::discovery::Network =
+                network.parse().map_err(anyhow::Error::msg)?;
+            let start = std::time::Instant::now();
+            if icmp {
+                let alive = runtime
+                    .block_on(khetnet_agent::discovery::icmp_sweep(
+                        network,
+                        std::time::Duration::from_millis(500),
+                    ))
+                    .map_err(anyhow::Error::msg)?;
+                for (ip, rtt) in &alive {
+                    if json {
+                        println!(
+                            "{}",
+                            serde_json::json!({ "ip": ip.to_string(), "latency_ms": rtt })
+                        );
+                    } else {
+                        println!("{ip:<16} {rtt:.2} ms");
+                    }
+                }
+                eprintln!(
+                    "khetnet-agent: {} of {} hosts answered in {:.2} s",
+                    alive.len(),
+                    network.hosts().len(),
+                    start.elapsed().as_secs_f64()
+                );
+            } else {
+                let found = runtime
+                    .block_on(async {
+                        tokio::task::spawn_blocking(move || {
+                            khetnet_agent::discovery::arp_sweep(
+                                network,
+                                std::time::Duration::from_secs(1),
+                            )
+                        })
+                        .await
+                    })
+                    .context("the sweep stopped")?
+                    .map_err(anyhow::Error::msg)?;
+                for d in &found {
+                    if json {
+                        println!("{}", serde_json::to_string(d)?);
+                    } else {
+                        println!(
+                            "{:<16} {}  {}",
+                            d.ip,
+                            d.mac,
+                            d.vendor.as_deref().unwrap_or("-")
+                        );
+                    }
+                }
+                eprintln!(
+                    "khetnet-agent: {} of {} addresses answered ARP in {:.2} s",
+                    found.len(),
+                    network.hosts().len(),
+                    start.elapsed().as_secs_f64()
+                );
             }
         }
         Command::Service {

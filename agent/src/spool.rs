@@ -91,17 +91,23 @@ impl Spool {
         Ok(())
     }
 
-    /// Writes a new batch of `samples` durably (with any loss to report), then drops the
-    /// oldest batches past the bound. Does nothing when there is neither sample nor loss.
-    pub fn push(&mut self, samples: Vec<Sample>) -> Result<()> {
+    /// Writes a new batch of `samples` durably (with any loss to report, and the devices their
+    /// discovery sweeps found), then drops the oldest batches past the bound. Does nothing when
+    /// there is neither sample nor loss.
+    pub fn push(&mut self, mut samples: Vec<Sample>) -> Result<()> {
         if samples.is_empty() && self.lost == 0 {
             return Ok(());
         }
+        let discovered = samples
+            .iter_mut()
+            .flat_map(|s| std::mem::take(&mut s.discovered))
+            .collect();
         let report = Report {
             batch_id: new_batch_id(),
             agent_version: crate::VERSION.into(),
             samples_lost: self.lost,
             samples,
+            discovered,
         };
         let seq = self.next_seq;
         let bytes = serde_json::to_vec(&report).expect("a report serializes");
@@ -217,6 +223,7 @@ mod tests {
                 loss_percent: Some(0.0),
                 error: None,
                 detail: None,
+                discovered: Vec::new(),
             })
             .collect()
     }

@@ -366,6 +366,7 @@ async fn nothing_lost_nothing_doubled_across_restarts_and_outages() {
         loss_percent: Some(0.0),
         error: None,
         detail: None,
+        discovered: Vec::new(),
     };
     spool.push(vec![sample]).unwrap();
     let (_, bytes) = spool.oldest().unwrap().unwrap();
