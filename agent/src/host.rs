@@ -29,7 +29,6 @@ fn memory_percent(meminfo: &str) -> Option<f64> {
     let field = |name: &str| {
         meminfo.lines().find_map(|l| {
             l.strip_prefix(name)?
-                .trim()
                 .split_whitespace()
                 .next()?
                 .parse::<f64>()
