@@ -11,14 +11,17 @@
 
 use khetnet_retention::record::{Body, Lease, LeaseAction};
 
-use super::{Line, Parsed};
+use super::{Line, Needle, Parsed};
 use crate::mac;
+
+static DHCPACK_ON: Needle = Needle::new("DHCPACK on ");
+static DHCPRELEASE_OF: Needle = Needle::new("DHCPRELEASE of ");
 
 /// Recognises a dhcpd DHCPACK or DHCPRELEASE line.
 pub fn parse(line: &Line<'_>) -> Option<Parsed> {
-    let (action, rest) = if let Some(at) = line.text.find("DHCPACK on ") {
+    let (action, rest) = if let Some(at) = DHCPACK_ON.find(line.text) {
         (LeaseAction::Assign, &line.text[at + "DHCPACK on ".len()..])
-    } else if let Some(at) = line.text.find("DHCPRELEASE of ") {
+    } else if let Some(at) = DHCPRELEASE_OF.find(line.text) {
         (
             LeaseAction::Release,
             &line.text[at + "DHCPRELEASE of ".len()..],

@@ -10,15 +10,18 @@
 
 use khetnet_retention::record::{Body, Lease, LeaseAction};
 
-use super::{Line, Parsed};
+use super::{Line, Needle, Parsed};
 use crate::mac;
+
+static DHCPACK: Needle = Needle::new("DHCPACK(");
+static DHCPRELEASE: Needle = Needle::new("DHCPRELEASE(");
 
 /// Recognises a dnsmasq DHCPACK or DHCPRELEASE line.
 pub fn parse(line: &Line<'_>) -> Option<Parsed> {
     let text = line.text;
-    let (action, at) = if let Some(at) = text.find("DHCPACK(") {
+    let (action, at) = if let Some(at) = DHCPACK.find(text) {
         (LeaseAction::Assign, at)
-    } else if let Some(at) = text.find("DHCPRELEASE(") {
+    } else if let Some(at) = DHCPRELEASE.find(text) {
         (LeaseAction::Release, at)
     } else {
         return None;

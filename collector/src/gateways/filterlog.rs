@@ -12,14 +12,16 @@
 
 use khetnet_retention::record::{Body, Flow};
 
-use super::{Line, Parsed};
+use super::{Line, Needle, Parsed};
+
+static FILTERLOG: Needle = Needle::new("filterlog");
 
 /// Recognises a filterlog line (tag `filterlog`, or the tag left in the text).
 pub fn parse(line: &Line<'_>) -> Option<Parsed> {
     let csv = if line.app == Some("filterlog") {
         line.text
     } else {
-        let at = line.text.find("filterlog")?;
+        let at = FILTERLOG.find(line.text)?;
         line.text[at..].split_once(": ")?.1
     };
     let f: Vec<&str> = csv.trim().split(',').collect();

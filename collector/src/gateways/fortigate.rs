@@ -18,12 +18,14 @@ use std::net::IpAddr;
 use jiff::{SignedDuration, Timestamp};
 use khetnet_retention::record::{Body, Flow};
 
-use super::{Line, Parsed, key_values, lookup};
+use super::{Line, Needle, Parsed, key_values, lookup};
+
+static SRCIP: Needle = Needle::new("srcip=");
 
 /// Recognises a FortiGate traffic log line.
 pub fn parse(line: &Line<'_>) -> Option<Parsed> {
     let text = line.text;
-    if !text.contains("srcip=") {
+    if SRCIP.find(text).is_none() {
         return None;
     }
     let pairs = key_values(text);

@@ -11,15 +11,18 @@
 use jiff::SignedDuration;
 use khetnet_retention::record::{Body, Lease, LeaseAction};
 
-use super::{Line, Parsed};
+use super::{Line, Needle, Parsed};
 use crate::mac;
+
+static DHCP4_LEASE_ALLOC: Needle = Needle::new("DHCP4_LEASE_ALLOC ");
+static DHCP4_RELEASE: Needle = Needle::new("DHCP4_RELEASE ");
 
 /// Recognises a Kea DHCP4_LEASE_ALLOC or DHCP4_RELEASE line.
 pub fn parse(line: &Line<'_>) -> Option<Parsed> {
     let text = line.text;
-    let (action, at) = if let Some(at) = text.find("DHCP4_LEASE_ALLOC ") {
+    let (action, at) = if let Some(at) = DHCP4_LEASE_ALLOC.find(text) {
         (LeaseAction::Assign, at)
-    } else if let Some(at) = text.find("DHCP4_RELEASE ") {
+    } else if let Some(at) = DHCP4_RELEASE.find(text) {
         (LeaseAction::Release, at)
     } else {
         return None;

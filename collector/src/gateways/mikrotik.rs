@@ -20,8 +20,14 @@ use std::net::IpAddr;
 
 use khetnet_retention::record::{Body, Flow, Nat, Session, SessionStatus};
 
-use super::{Line, Parsed, endpoint, protocol_number};
+use super::{Line, Needle, Parsed, endpoint, protocol_number};
 use crate::mac;
+
+static PROTO: Needle = Needle::new("proto ");
+static LOGGED_IN: Needle = Needle::new("): logged in");
+static LOGGED_OUT: Needle = Needle::new("): logged out");
+static HOTSPOT: Needle = Needle::new("hotspot");
+static USER: Needle = Needle::new("user ");
 
 /// Recognises a RouterOS firewall or hotspot line.
 pub fn parse(line: &Line<'_>) -> Option<Parsed> {
@@ -30,7 +36,7 @@ pub fn parse(line: &Line<'_>) -> Option<Parsed> {
 
 fn firewall(line: &Line<'_>) -> Option<Body> {
     let text = line.text;
-    let proto_at = text.find("proto ")?;
+    let proto_at = PROTO.find(text)?;
     let after_proto = &text[proto_at + "proto ".len()..];
     let name = after_proto
         .split([' ', ','])
@@ -138,9 +144,9 @@ type Hotspot<'a> = (&'a str, IpAddr, SessionStatus, Option<String>);
 
 /// `USER (IP): logged in` / `USER (IP): logged out: CAUSE`.
 fn native_hotspot(text: &str) -> Option<Hotspot<'_>> {
-    let (head, status, tail) = if let Some(i) = text.find("): logged in") {
+    let (head, status, tail) = if let Some(i) = LOGGED_IN.find(text) {
         (&text[..i], SessionStatus::Start, "")
-    } else if let Some(i) = text.find("): logged out") {
+    } else if let Some(i) = LOGGED_OUT.find(text) {
         let tail = &text[i + "): logged out".len()..];
         (&text[..i], SessionStatus::Stop, tail)
     } else {
@@ -164,11 +170,11 @@ fn scripted_hotspot<'a>(line: &Line<'a>) -> Option<Hotspot<'a>> {
     let says_hotspot = [Some(text), line.app, line.host]
         .into_iter()
         .flatten()
-        .any(|s| s.contains("hotspot"));
+        .any(|s| HOTSPOT.find(s).is_some());
     if !says_hotspot {
         return None;
     }
-    let at = text.find("user ")?;
+    let at = USER.find(text)?;
     let rest = &text[at + "user ".len()..];
     let (user, rest) = rest.split_once(' ')?;
     let status = if rest.starts_with("logged in") {

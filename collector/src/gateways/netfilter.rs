@@ -9,7 +9,9 @@
 
 use khetnet_retention::record::{Body, Flow};
 
-use super::{Line, Parsed, key_values, lookup, protocol_number};
+use super::{Line, Needle, Parsed, key_values, lookup, protocol_number};
+
+static IN: Needle = Needle::new(" IN=");
 
 /// Recognises a netfilter LOG line.
 pub fn parse(line: &Line<'_>) -> Option<Parsed> {
@@ -17,7 +19,7 @@ pub fn parse(line: &Line<'_>) -> Option<Parsed> {
     let at = if text.starts_with("IN=") {
         0
     } else {
-        text.find(" IN=")? + 1
+        IN.find(text)? + 1
     };
     let pairs = key_values(&text[at..]);
     let src_ip = lookup(&pairs, "SRC")?.parse().ok()?;

@@ -15,11 +15,12 @@ use super::{Line, Parsed};
 
 /// Recognises a native-format access.log line.
 pub fn parse(line: &Line<'_>) -> Option<Parsed> {
+    // The time first: most lines are not Squid's, and this rejects them without collecting.
+    let event_time = epoch_millis(line.text.split_whitespace().next()?)?;
     let f: Vec<&str> = line.text.split_whitespace().collect();
     if f.len() < 7 {
         return None;
     }
-    let event_time = epoch_millis(f[0])?;
     let duration_ms = f[1].parse().ok()?;
     let client_ip = f[2].parse().ok()?;
     let (code, status) = f[3].split_once('/')?;
