@@ -335,6 +335,7 @@ fn main() {
         &unsealed_dir,
         &Options {
             seal_max_bytes: u64::MAX,
+            seal_max_records: u64::MAX,
             seal_max_age: Duration::from_secs(1 << 40),
             ..Options::default()
         },

@@ -60,6 +60,14 @@ impl Content {
             _ => 0,
         }
     }
+
+    /// The records it carries (none for a control entry).
+    pub fn into_records(self) -> Vec<Record> {
+        match self {
+            Content::Records { records } => records,
+            _ => Vec::new(),
+        }
+    }
 }
 
 /// A legal hold: records of a case that purge must keep until `until`.

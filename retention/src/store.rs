@@ -94,11 +94,15 @@ pub struct Options {
     /// Days records are kept, counted from their receive time; never below 90.
     pub retention_days: u32,
     /// The live tail is sealed into a segment when it grows past this many bytes... The writer
-    /// keeps the tail's batches decoded in memory (a flow takes about 18 bytes in `live.log` and
-    /// about 200 in memory, so about ten times this) and answers its own queries from them;
-    /// other processes decode the whole tail for each query. Larger values cost memory and
-    /// readers' latency; smaller ones make more segments.
+    /// keeps the tail's batches decoded in memory and answers its own queries from them; other
+    /// processes decode the whole tail for each query. Larger values cost readers' latency;
+    /// smaller ones make more segments.
     pub seal_max_bytes: u64,
+    /// ...or past this many records. This bounds the memory of the writer and of each reader:
+    /// a record takes a few hundred bytes decoded (a flow about 350, a 200-byte syslog line kept
+    /// raw about 600) but as little as 2 bytes in `live.log` when lines are alike, so
+    /// `seal_max_bytes` alone would let the decoded tail grow to gigabytes.
+    pub seal_max_records: u64,
     /// ...or when its oldest batch is older than this.
     pub seal_max_age: Duration,
     /// The chain head is signed at least this often while batches arrive (and on `tick`).
@@ -111,6 +115,7 @@ impl Default for Options {
         Options {
             retention_days: MIN_RETENTION_DAYS,
             seal_max_bytes: 8 << 20,
+            seal_max_records: 16 << 10,
             seal_max_age: Duration::from_secs(3600),
             sign_interval: Duration::from_secs(60),
             clock: Clock::system(),
@@ -214,6 +219,8 @@ struct Writer {
     live_since: Option<Timestamp>,
     /// The batches of `live.log`, as written: sealing indexes them without decoding the file.
     live_batches: Vec<Arc<Chained>>,
+    /// The records in `live_batches`.
+    live_records: u64,
     /// `Chained::offset` of the writer's batches counts from where `live.log` started when the
     /// writer opened it; the file has since lost this many bytes at its start to seals.
     live_shift: u64,
@@ -497,6 +504,10 @@ impl Store {
                 live_len,
                 dirty: false,
                 live_since,
+                live_records: live_batches
+                    .iter()
+                    .map(|c| c.batch.content.record_count())
+                    .sum(),
                 live_batches,
                 live_shift: 0,
                 sealing: None,
@@ -555,19 +566,38 @@ impl Store {
     /// [`Error::DiskFull`] when the disk is full: nothing is acknowledged, the tail is cut back
     /// to where it was, and a later append succeeds once space returns.
     pub fn append(&self, records: Vec<Record>) -> Result<Receipt> {
+        self.try_append(records).map_err(|(error, _)| error)
+    }
+
+    /// [`Store::append`], handing the records back with the error when they were not stored,
+    /// so that a caller who retries (the collector, while the disk is full) keeps no copy.
+    ///
+    /// # Errors
+    /// As [`Store::append`].
+    pub fn try_append(&self, records: Vec<Record>) -> Result<Receipt, (Error, Vec<Record>)> {
         let count = records.len() as u64;
-        self.write_content(Content::Records { records })
-            .map(|mut r| {
+        match self.write_or_return(Content::Records { records }) {
+            Ok(mut r) => {
                 r.records = count;
-                r
-            })
+                Ok(r)
+            }
+            Err((error, content)) => Err((error, content.into_records())),
+        }
     }
 
     /// Writes a batch of any content: into the chain when this process is the writer, else
     /// into the inbox.
     pub(crate) fn write_content(&self, content: Content) -> Result<Receipt> {
+        self.write_or_return(content).map_err(|(error, _)| error)
+    }
+
+    /// [`Store::write_content`], handing the content back when it was not written.
+    fn write_or_return(&self, content: Content) -> Result<Receipt, (Error, Content)> {
         let Some(mut w) = self.lock_writer() else {
-            let path = self.queue(content)?;
+            let path = match self.queue(&content) {
+                Ok(path) => path,
+                Err(error) => return Err((error, content)),
+            };
             return Ok(Receipt {
                 records: 0,
                 chained: None,
@@ -636,6 +666,7 @@ impl Store {
             })
         };
         let seal_due = w.live_len >= self.opts.seal_max_bytes
+            || w.live_records >= self.opts.seal_max_records
             || (w.live_since.is_some() && age(w.live_since, self.opts.seal_max_age));
         if seal_due && w.sealing.is_none() {
             return self.start_seal(w, now);
@@ -646,18 +677,18 @@ impl Store {
         Ok(())
     }
 
+    /// Chains `content` at the end of `live.log`; when it could not be written, hands it back.
     fn append_locked(
         &self,
         w: &mut Writer,
         content: Content,
         now: Timestamp,
-    ) -> Result<(u64, u64, Hash)> {
+    ) -> Result<(u64, u64, Hash), (Error, Content)> {
         let live_path = self.dir.join(LIVE_FILE);
         if w.dirty {
-            w.live
-                .set_len(w.live_len)
-                .and_then(|_| w.live.sync_all())
-                .map_err(|e| Error::io(&live_path, e))?;
+            if let Err(e) = w.live.set_len(w.live_len).and_then(|_| w.live.sync_all()) {
+                return Err((Error::io(&live_path, e), content));
+            }
             w.dirty = false;
         }
         let records = content.record_count();
@@ -668,7 +699,10 @@ impl Store {
             first_record: w.next_record,
             content,
         };
-        let (frame, hash) = batch::encode(&b)?;
+        let (frame, hash) = match batch::encode(&b) {
+            Ok(encoded) => encoded,
+            Err(error) => return Err((error, b.content)),
+        };
         if let Err(e) = self.write_frame(w, &frame) {
             // Cut back what may have been written so that nothing half-written stays.
             w.dirty = w
@@ -676,12 +710,13 @@ impl Store {
                 .set_len(w.live_len)
                 .and_then(|_| w.live.sync_all())
                 .is_err();
-            return Err(Error::io(&live_path, e));
+            return Err((Error::io(&live_path, e), b.content));
         }
         let first_record = w.next_record;
         w.live_len += frame.len() as u64;
         w.next_seq += 1;
         w.next_record += records;
+        w.live_records += records;
         w.head = hash;
         w.live_since.get_or_insert(now);
         w.head_is_signature = matches!(b.content, Content::Signature(_));
@@ -723,7 +758,9 @@ impl Store {
             sig: String::new(),
         };
         sig.sig = self.keys.sign_hex(&sig.message());
-        let (seq, _, hash) = self.append_locked(w, Content::Signature(sig.clone()), now)?;
+        let (seq, _, hash) = self
+            .append_locked(w, Content::Signature(sig.clone()), now)
+            .map_err(|(error, _)| error)?;
         w.last_signed = Some(now);
         let head = HeadFile {
             seq,
@@ -798,7 +835,12 @@ impl Store {
         w.live_len -= upto;
         w.live_shift += upto;
         w.dirty = false;
-        w.live_batches.drain(..batches);
+        let sealed: u64 = w
+            .live_batches
+            .drain(..batches)
+            .map(|c| c.batch.content.record_count())
+            .sum();
+        w.live_records -= sealed;
         w.live_since = w.live_batches.first().map(|c| c.batch.written_at);
         Ok(())
     }
@@ -807,7 +849,8 @@ impl Store {
         for (path, entry) in read_inbox(&self.dir)? {
             match entry {
                 Ok(entry) => {
-                    self.append_locked(w, entry.content, now)?;
+                    self.append_locked(w, entry.content, now)
+                        .map_err(|(error, _)| error)?;
                 }
                 Err(reason) => {
                     // Keep what cannot be read as evidence, out of the way of the next absorb.
@@ -826,7 +869,7 @@ impl Store {
     }
 
     /// Writes `content` durably into the inbox for the writer to chain.
-    fn queue(&self, content: Content) -> Result<PathBuf> {
+    fn queue(&self, content: &Content) -> Result<PathBuf> {
         let now = self.now();
         let id = format!(
             "{:020}-{}-{:08x}",
@@ -835,8 +878,14 @@ impl Store {
             rand::random::<u32>()
         );
         let path = self.dir.join(INBOX_DIR).join(format!("{id}.json"));
+        // An `InboxEntry`, serialised from borrowed parts.
+        #[derive(Serialize)]
+        struct Entry<'a> {
+            id: &'a str,
+            content: &'a Content,
+        }
         let json =
-            serde_json::to_vec(&InboxEntry { id, content }).map_err(|source| Error::Encode {
+            serde_json::to_vec(&Entry { id: &id, content }).map_err(|source| Error::Encode {
                 what: "inbox entry",
                 source,
             })?;
