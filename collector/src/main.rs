@@ -107,6 +107,7 @@ const INPUTS: &[(&str, &str, &str)] = &[
 ];
 
 fn main() -> ExitCode {
+    khetnet_collector::limit_heap_growth();
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(error) => {

@@ -129,15 +129,24 @@ pub(super) fn count_dropped(shared: &Shared, input: Input, dropped: &[Record]) {
 }
 
 pub(super) fn count_record(shared: &Shared, input: Input, peer: IpAddr, record: &Record) {
-    shared.sources.add(input, Some(peer), Count::Records, 1);
-    if let Body::Raw(raw) = &record.body
-        && matches!(
-            raw.reason.as_deref(),
-            Some(syslog::REASON_NOT_UTF8 | syslog::REASON_OVERSIZED)
-        )
-    {
-        shared.sources.add(input, Some(peer), Count::Malformed, 1);
-    }
+    count_records(shared, input, peer, std::slice::from_ref(record));
+}
+
+/// Counts records from one peer, and the malformed among them: once per batch, not per record
+/// (each count also goes to the metrics, keyed by the peer's address as text).
+fn count_records(shared: &Shared, input: Input, peer: IpAddr, records: &[Record]) {
+    let malformed = records
+        .iter()
+        .filter(|record| {
+            matches!(&record.body, Body::Raw(raw) if matches!(
+                raw.reason.as_deref(),
+                Some(syslog::REASON_NOT_UTF8 | syslog::REASON_OVERSIZED)
+            ))
+        })
+        .count();
+    let sources = &shared.sources;
+    sources.add(input, Some(peer), Count::Records, records.len() as u64);
+    sources.add(input, Some(peer), Count::Malformed, malformed as u64);
 }
 
 /// Accepts syslog TCP connections (RFC 6587 octet counting or LF framing) until
@@ -295,8 +304,6 @@ async fn submit(shared: &Shared, input: Input, peer: IpAddr, records: Vec<Record
     shared
         .sources
         .add(input, Some(peer), Count::Received, records.len() as u64);
-    for record in &records {
-        count_record(shared, input, peer, record);
-    }
+    count_records(shared, input, peer, &records);
     shared.writer.send(records).await.is_ok()
 }

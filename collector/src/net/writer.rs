@@ -1,9 +1,10 @@
 //! The writer stage: one task that gathers the records of every input into batches and appends
 //! them to the store on a blocking thread.
 //!
-//! Inputs hand records over through one bounded channel. When it is full (the store is slower
-//! than the inputs), [`Writer::send`] and [`Writer::append`] wait: TCP, TLS and RELP stop reading
-//! and the sender's own buffer holds the rest; RADIUS stops answering and the client retries.
+//! Inputs hand records over through one channel, bounded in batches and in records
+//! ([`QUEUE_RECORDS`]). When it is full (the store is slower than the inputs), [`Writer::send`]
+//! and [`Writer::append`] wait: TCP, TLS and RELP stop reading and the sender's own buffer holds
+//! the rest; RADIUS stops answering and the client retries.
 //! UDP cannot be held back, so [`Writer::try_send`] hands the records back and the input counts
 //! them as dropped. A batch is acknowledged (the waiting [`Writer::append`] returns `true`) only
 //! after [`Store::append`] returned, that is after the records are fsynced and chained.
@@ -13,7 +14,7 @@ use std::time::Duration;
 
 use khetnet_retention::record::{Body, Input};
 use khetnet_retention::{Record, Store};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -23,7 +24,12 @@ use super::sources::{Count, INPUTS, Sources};
 pub const QUEUE_BATCHES: usize = 1024;
 
 /// Records appended to the store in one call, at most.
-pub const MAX_BATCH_RECORDS: usize = 16 * 1024;
+pub const MAX_BATCH_RECORDS: usize = 8 * 1024;
+
+/// Records queued or being appended, at most: this bounds the collector's memory while the
+/// store is slower than the inputs (a record takes a few hundred bytes; a 200-byte syslog line
+/// kept raw about 600), whatever the size of each input's batches.
+pub const QUEUE_RECORDS: usize = 2 * MAX_BATCH_RECORDS;
 
 /// How often the store's housekeeping (signing, sealing, the CLI's inbox) runs when idle.
 const TICK: Duration = Duration::from_secs(5);
@@ -34,6 +40,8 @@ const RETRY: Duration = Duration::from_secs(1);
 struct Batch {
     records: Vec<Record>,
     ack: Option<oneshot::Sender<bool>>,
+    /// The batch's share of [`QUEUE_RECORDS`], given back once it is appended.
+    room: OwnedSemaphorePermit,
 }
 
 /// The inputs' handle on the writer stage. Cheap to clone; the writer ends when every clone is
@@ -41,6 +49,7 @@ struct Batch {
 #[derive(Clone)]
 pub struct Writer {
     tx: mpsc::Sender<Batch>,
+    room: Arc<Semaphore>,
 }
 
 /// The running writer task.
@@ -68,7 +77,8 @@ impl Writer {
     ) -> (Writer, WriterTask) {
         let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
         let handle = tokio::spawn(write_loop(store, sources, rx, abandon));
-        (Writer { tx }, WriterTask { handle })
+        let room = Arc::new(Semaphore::new(QUEUE_RECORDS));
+        (Writer { tx, room }, WriterTask { handle })
     }
 
     /// A writer nobody drains, with room for `capacity` batches: what the inputs see when the
@@ -76,7 +86,8 @@ impl Writer {
     /// For tests of flow control.
     pub fn stalled(capacity: usize) -> (Writer, StalledQueue) {
         let (tx, rx) = mpsc::channel(capacity);
-        (Writer { tx }, StalledQueue { rx })
+        let room = Arc::new(Semaphore::new(QUEUE_RECORDS));
+        (Writer { tx, room }, StalledQueue { rx })
     }
 
     /// Queues `records`, waiting while the queue is full. No acknowledgement.
@@ -84,16 +95,30 @@ impl Writer {
     /// # Errors
     /// The writer has ended: the records are handed back.
     pub async fn send(&self, records: Vec<Record>) -> Result<(), Vec<Record>> {
+        let Ok(room) = self.room.clone().acquire_many_owned(share(&records)).await else {
+            return Err(records);
+        };
         self.tx
-            .send(Batch { records, ack: None })
+            .send(Batch {
+                records,
+                ack: None,
+                room,
+            })
             .await
             .map_err(|e| e.0.records)
     }
 
     /// Queues `records` when there is room, else hands them back at once (UDP's drop).
     pub fn try_send(&self, records: Vec<Record>) -> Result<(), Vec<Record>> {
+        let Ok(room) = self.room.clone().try_acquire_many_owned(share(&records)) else {
+            return Err(records);
+        };
         self.tx
-            .try_send(Batch { records, ack: None })
+            .try_send(Batch {
+                records,
+                ack: None,
+                room,
+            })
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(b) | mpsc::error::TrySendError::Closed(b) => {
                     b.records
@@ -106,11 +131,15 @@ impl Writer {
     /// sender must not be acknowledged.
     pub async fn append(&self, records: Vec<Record>) -> bool {
         let (ack, done) = oneshot::channel();
+        let Ok(room) = self.room.clone().acquire_many_owned(share(&records)).await else {
+            return false;
+        };
         if self
             .tx
             .send(Batch {
                 records,
                 ack: Some(ack),
+                room,
             })
             .await
             .is_err()
@@ -119,6 +148,12 @@ impl Writer {
         }
         done.await.unwrap_or(false)
     }
+}
+
+/// The permits `records` take of [`QUEUE_RECORDS`]: one per record, all of them for a batch
+/// larger than that (it then waits for an empty queue).
+fn share(records: &[Record]) -> u32 {
+    records.len().clamp(1, QUEUE_RECORDS) as u32
 }
 
 /// The other end of [`Writer::stalled`].
@@ -159,18 +194,29 @@ async fn write_loop(
                 continue;
             }
         };
-        let mut records = first.records;
-        let mut acks: Vec<oneshot::Sender<bool>> = first.ack.into_iter().collect();
-        while records.len() < MAX_BATCH_RECORDS {
+        let mut total = first.records.len();
+        let mut batches = vec![first];
+        while total < MAX_BATCH_RECORDS {
             match rx.try_recv() {
                 Ok(batch) => {
-                    records.extend(batch.records);
-                    acks.extend(batch.ack);
+                    total += batch.records.len();
+                    batches.push(batch);
                 }
                 Err(_) => break,
             }
         }
+        // One allocation of the exact size: the store keeps this vector until the tail is
+        // sealed, so growing it by doubling would waste up to half of it, and copy it meanwhile.
+        let mut records = Vec::with_capacity(total);
+        let mut acks = Vec::new();
+        let mut room = Vec::with_capacity(batches.len());
+        for batch in batches {
+            records.extend(batch.records);
+            acks.extend(batch.ack);
+            room.push(batch.room);
+        }
         let stored = append(&store, &sources, records, &abandon).await;
+        drop(room);
         for ack in acks {
             let _ = ack.send(stored);
         }
@@ -182,28 +228,35 @@ async fn write_loop(
     }
 }
 
-/// Counts durable records per input and source (records come in runs from one source).
-fn count_stored(sources: &Sources, records: &[Record]) {
-    let mut run: Option<(Input, Option<std::net::IpAddr>)> = None;
-    let (mut stored, mut raw) = (0u64, 0u64);
-    let flush = |run: Option<(Input, Option<std::net::IpAddr>)>, stored: u64, raw: u64| {
-        if let Some((input, peer)) = run
-            && INPUTS.contains(&input)
-        {
+/// Records and raw records of a batch per input and source, in runs (records come in runs
+/// from one source): taken before the append, which keeps the records, and counted once it
+/// returned ([`count_stored`]).
+type Tally = Vec<(Input, Option<std::net::IpAddr>, u64, u64)>;
+
+fn tally(records: &[Record]) -> Tally {
+    let mut tally: Tally = Vec::new();
+    for record in records {
+        let key = (record.origin.input, record.origin.peer);
+        let raw = u64::from(matches!(record.body, Body::Raw(_)));
+        match tally.last_mut() {
+            Some((input, peer, stored, raws)) if (*input, *peer) == key => {
+                *stored += 1;
+                *raws += raw;
+            }
+            _ => tally.push((key.0, key.1, 1, raw)),
+        }
+    }
+    tally
+}
+
+/// Counts durable records per input and source.
+fn count_stored(sources: &Sources, tally: Tally) {
+    for (input, peer, stored, raw) in tally {
+        if INPUTS.contains(&input) {
             sources.add(input, peer, Count::Stored, stored);
             sources.add(input, peer, Count::Raw, raw);
         }
-    };
-    for record in records {
-        let key = Some((record.origin.input, record.origin.peer));
-        if key != run {
-            flush(run, stored, raw);
-            (run, stored, raw) = (key, 0, 0);
-        }
-        stored += 1;
-        raw += u64::from(matches!(record.body, Body::Raw(_)));
     }
-    flush(run, stored, raw);
 }
 
 /// Appends on a blocking thread, retrying while it fails (a full disk) until `abandon`.
@@ -217,24 +270,31 @@ async fn append(
         return true;
     }
     let count = records.len() as u64;
+    let tally = tally(&records);
+    let mut records = records;
     loop {
         let store = store.clone();
-        let attempt = records.clone();
-        let result = tokio::task::spawn_blocking(move || store.append(attempt)).await;
+        let result = tokio::task::spawn_blocking(move || store.try_append(records)).await;
         match result {
             Ok(Ok(_)) => {
+                // Durable from here on; `bench/collector-syslog.sh` times ingest by this event.
+                tracing::debug!(records = count, "batch stored");
                 metrics::counter!("khetnet_collector_stored_records_total").increment(count);
                 metrics::counter!("khetnet_collector_store_batches_total").increment(1);
-                count_stored(sources, &records);
+                count_stored(sources, tally);
                 return true;
             }
-            Ok(Err(error)) => {
+            Ok(Err((error, back))) => {
+                records = back;
                 metrics::counter!("khetnet_collector_store_errors_total").increment(1);
                 tracing::error!(error = %error, records = count, "store append failed; the inputs are held back until it succeeds");
             }
             Err(error) => {
+                // The append panicked, and the records went with it: their senders are told
+                // nothing was stored (RELP and RADIUS resend).
                 metrics::counter!("khetnet_collector_store_errors_total").increment(1);
-                tracing::error!(error = %error, "store append task failed");
+                tracing::error!(error = %error, records = count, "store append task failed; these records were not stored");
+                return false;
             }
         }
         if abandon.is_cancelled() {
