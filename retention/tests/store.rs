@@ -493,7 +493,12 @@ fn status_shows_coverage_each_sources_last_record_and_its_gaps() {
 fn attribution_reads_only_the_blocks_that_hold_the_endpoint_and_the_assigned_address() {
     let tmp = tempfile::tempdir().unwrap();
     let at = t("2026-01-01T00:30:00Z");
-    let store = Store::init(tmp.path(), &opts_at(at)).unwrap();
+    // One segment of several blocks: no seal before `seal_now`.
+    let opts = Options {
+        seal_max_records: u64::MAX,
+        ..opts_at(at)
+    };
+    let store = Store::init(tmp.path(), &opts).unwrap();
     let public = ip("203.0.113.9");
     // 120 batches of 1,000 NAT records each (several blocks), all within the NAT look-back,
     // and one lease in the middle. Even records go out through `public`, odd ones through
