@@ -299,7 +299,7 @@ fn datagram(out: &mut Vec<u8>, seq: u64, count: usize, template: bool) {
         out.push(0);
     }
     debug_assert_eq!(out.len() - set_start - 4, count * RECORD_LEN);
-    while (out.len() - set_start) % 4 != 0 {
+    while !(out.len() - set_start).is_multiple_of(4) {
         out.push(0);
     }
     let len = ((out.len() - set_start) as u16).to_be_bytes();

@@ -592,11 +592,11 @@ impl Store {
     }
 
     /// [`Store::write_content`], handing the content back when it was not written.
-    fn write_or_return(&self, content: Content) -> Result<Receipt, (Error, Content)> {
+    fn write_or_return(&self, content: Content) -> Result<Receipt, (Error, Box<Content>)> {
         let Some(mut w) = self.lock_writer() else {
             let path = match self.queue(&content) {
                 Ok(path) => path,
-                Err(error) => return Err((error, content)),
+                Err(error) => return Err((error, Box::new(content))),
             };
             return Ok(Receipt {
                 records: 0,
@@ -683,11 +683,11 @@ impl Store {
         w: &mut Writer,
         content: Content,
         now: Timestamp,
-    ) -> Result<(u64, u64, Hash), (Error, Content)> {
+    ) -> Result<(u64, u64, Hash), (Error, Box<Content>)> {
         let live_path = self.dir.join(LIVE_FILE);
         if w.dirty {
             if let Err(e) = w.live.set_len(w.live_len).and_then(|_| w.live.sync_all()) {
-                return Err((Error::io(&live_path, e), content));
+                return Err((Error::io(&live_path, e), Box::new(content)));
             }
             w.dirty = false;
         }
@@ -701,7 +701,7 @@ impl Store {
         };
         let (frame, hash) = match batch::encode(&b) {
             Ok(encoded) => encoded,
-            Err(error) => return Err((error, b.content)),
+            Err(error) => return Err((error, Box::new(b.content))),
         };
         if let Err(e) = self.write_frame(w, &frame) {
             // Cut back what may have been written so that nothing half-written stays.
@@ -710,7 +710,7 @@ impl Store {
                 .set_len(w.live_len)
                 .and_then(|_| w.live.sync_all())
                 .is_err();
-            return Err((Error::io(&live_path, e), b.content));
+            return Err((Error::io(&live_path, e), Box::new(b.content)));
         }
         let first_record = w.next_record;
         w.live_len += frame.len() as u64;

@@ -25,9 +25,7 @@ static SRCIP: Needle = Needle::new("srcip=");
 /// Recognises a FortiGate traffic log line.
 pub fn parse(line: &Line<'_>) -> Option<Parsed> {
     let text = line.text;
-    if SRCIP.find(text).is_none() {
-        return None;
-    }
+    SRCIP.find(text)?;
     let pairs = key_values(text);
     if lookup(&pairs, "type").is_some_and(|t| t != "traffic") {
         return None;
