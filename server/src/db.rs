@@ -48,6 +48,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/sqlite/0004_desk_attachments.sql"),
     ),
     (
+        5,
+        "desk_search",
+        include_str!("../migrations/sqlite/0005_desk_search.sql"),
+    ),
+    (
         6,
         "device_alerts",
         include_str!("../migrations/sqlite/0006_device_alerts.sql"),
@@ -78,6 +83,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         4,
         "desk_attachments",
         include_str!("../migrations/postgres/0004_desk_attachments.sql"),
+    ),
+    (
+        5,
+        "desk_search",
+        include_str!("../migrations/postgres/0005_desk_search.sql"),
     ),
     (
         6,
@@ -197,4 +207,118 @@ pub fn now_ms() -> i64 {
 pub fn rfc3339(ms: i64) -> String {
     let ts = jiff::Timestamp::from_millisecond(ms).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
     ts.display_with_offset(crate::BANGKOK).to_string()
+}
+
+/// A value bound to a [`Where`] condition.
+#[derive(Debug, Clone)]
+pub enum Arg {
+    Int(i64),
+    Text(String),
+}
+
+/// The conditions of a list query, built from the filters a caller gave, so that the SQL names
+/// only the columns it filters on. A `($1 IS NULL OR col = $1)` condition would hide the index
+/// of `col` from SQLite's planner and from PostgreSQL's generic plans; at a million rows that
+/// turns a page read from an index into a scan of the table.
+///
+/// Conditions are written with `?` for each argument; [`Where::sql`] numbers them `$1, $2, ...`
+/// in order, as both engines accept.
+#[derive(Debug, Clone, Default)]
+pub struct Where {
+    conditions: Vec<String>,
+    args: Vec<Arg>,
+}
+
+impl Where {
+    /// Adds a condition with one `?` per argument, in order.
+    pub fn push(&mut self, condition: &str, args: impl IntoIterator<Item = Arg>) {
+        self.conditions.push(condition.to_owned());
+        self.args.extend(args);
+    }
+
+    /// Adds `other`'s conditions, together, as one condition of this one: `template` with `{}`
+    /// where they go.
+    pub fn push_all(&mut self, template: &str, other: &Where) {
+        self.push(
+            &template.replace("{}", &other.text()),
+            other.args.iter().cloned(),
+        );
+    }
+
+    /// The conditions joined by AND (`1 = 1` when there are none), with `?` placeholders.
+    pub fn text(&self) -> String {
+        if self.conditions.is_empty() {
+            "1 = 1".to_owned()
+        } else {
+            self.conditions.join(" AND ")
+        }
+    }
+
+    pub fn args(&self) -> &[Arg] {
+        &self.args
+    }
+
+    /// The conditions joined by AND (`1 = 1` when there are none), placeholders numbered.
+    pub fn sql(&self) -> String {
+        numbered(&self.text())
+    }
+
+    /// Binds the arguments to a query made from [`Where::sql`].
+    pub fn bind<'q>(
+        &'q self,
+        query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+        bind_all(query, &self.args)
+    }
+}
+
+/// `text` with each `?` numbered `$1, $2, ...` in order (SQL made from several [`Where`]s).
+pub fn numbered(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut n = 0;
+    for c in text.chars() {
+        if c == '?' {
+            n += 1;
+            out.push('$');
+            out.push_str(&n.to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Binds `args` in order.
+pub fn bind_all<'q, 'a>(
+    mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    args: impl IntoIterator<Item = &'a Arg>,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    for arg in args {
+        query = match arg {
+            Arg::Int(i) => query.bind(*i),
+            Arg::Text(s) => query.bind(s.clone()),
+        };
+    }
+    query
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn where_numbers_placeholders_in_order_across_nested_conditions() {
+        let mut inner = Where::default();
+        inner.push("school_id = ?", [Arg::Int(3)]);
+        inner.push("state = ?", [Arg::Text("in_use".into())]);
+        let mut outer = Where::default();
+        outer.push_all("id IN (SELECT id FROM assets WHERE {} LIMIT 10)", &inner);
+        outer.push("words LIKE ?", [Arg::Text("% dell%".into())]);
+        assert_eq!(
+            outer.sql(),
+            "id IN (SELECT id FROM assets WHERE school_id = $1 AND state = $2 LIMIT 10) AND words LIKE $3"
+        );
+        assert_eq!(outer.args.len(), 3);
+        assert_eq!(Where::default().sql(), "1 = 1");
+    }
 }

@@ -81,6 +81,12 @@ pub async fn start(config: &Config, options: StartOptions) -> anyhow::Result<Run
     let db = db::Db::connect(&database_url, config.database.max_connections)
         .await
         .with_context(|| format!("opening the database {}", redact(&database_url)))?;
+    let indexed = desk::assets::index_pending_words(&db)
+        .await
+        .context("indexing the words of assets for search")?;
+    if indexed > 0 {
+        tracing::info!(assets = indexed, "indexed the words of assets for search");
+    }
     let generated_admin_password =
         auth::ensure_first_admin(&db, options.admin_password, config.auth.min_password_length)
             .await

@@ -38,6 +38,20 @@ enum Command {
         #[arg(long)]
         tls_self_signed: bool,
     },
+    /// Fill a new database with a synthetic district for the desk benchmark (bench/desk.sh).
+    #[command(hide = true)]
+    SeedDesk {
+        /// The database URL (sqlite:PATH or postgres://...).
+        #[arg(long)]
+        database: String,
+        #[arg(long, default_value_t = 1_000_000)]
+        assets: i64,
+        #[arg(long, default_value_t = 1_000_000)]
+        requests: i64,
+        /// The password of every sample user.
+        #[arg(long)]
+        password: String,
+    },
     /// Work with configuration files.
     Config {
         #[command(subcommand)]
@@ -85,6 +99,26 @@ fn main() -> ExitCode {
         } => {
             print!("{}", include_str!("../../config/khetnet.example.toml"));
             ExitCode::SUCCESS
+        }
+        Command::SeedDesk {
+            database,
+            assets,
+            requests,
+            password,
+        } => {
+            let runtime = tokio::runtime::Runtime::new().expect("starting the async runtime");
+            let seeded = runtime.block_on(async {
+                let db = khetnet_server::db::Db::connect(&database, 2).await?;
+                let now = jiff::Timestamp::now().as_millisecond();
+                khetnet_server::desk::sample::seed(&db, &password, assets, requests, now).await
+            });
+            match seeded {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("khetnet: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::Serve {
             config,

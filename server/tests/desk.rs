@@ -1556,3 +1556,229 @@ fn xlsx_strings(bytes: &[u8]) -> String {
     );
     String::from_utf8(out.stdout).unwrap()
 }
+
+/// Ids of every page of `path` (which has `limit=`), following `before_id` to the end; checks
+/// each page is newest first and that a full page says where the next one is (`Link`).
+async fn every_page(s: &TestServer, token: &str, path: &str) -> Vec<i64> {
+    let mut ids: Vec<i64> = Vec::new();
+    let mut next = path.to_owned();
+    loop {
+        let response = s
+            .client
+            .get(format!("{}{next}", s.url))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{next}");
+        let link = response
+            .headers()
+            .get("link")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let page: Value = response.json().await.unwrap();
+        let page: Vec<i64> = page
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["id"].as_i64().unwrap())
+            .collect();
+        assert!(
+            page.windows(2).all(|w| w[0] > w[1]),
+            "newest first: {page:?}"
+        );
+        ids.extend(&page);
+        match link {
+            Some(link) => {
+                let last = page.last().unwrap();
+                assert!(
+                    link.ends_with(&format!("before_id={last}>; rel=\"next\"")),
+                    "{link}"
+                );
+                next = link[1..link.find('>').unwrap()].to_owned();
+            }
+            None => return ids,
+        }
+    }
+}
+
+/// Ids the database holds for `sql`, newest first.
+async fn ids_of(s: &TestServer, sql: &str) -> Vec<i64> {
+    let db = khetnet_server::db::Db::connect(&s.database_url, 1)
+        .await
+        .unwrap();
+    let ids = sqlx::query_scalar::<sqlx::Any, i64>(sqlx::AssertSqlSafe(sql.to_owned()))
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+    db.pool.close().await;
+    ids
+}
+
+#[tokio::test]
+async fn asset_search_by_word_and_paging_through_a_large_register() {
+    for db in databases() {
+        let s = TestServer::start(&db).await;
+        // A register larger than the newest assets a search reads first, so that searches
+        // also go through the word index below them.
+        let pool = khetnet_server::db::Db::connect(&s.database_url, 2)
+            .await
+            .unwrap();
+        khetnet_server::desk::sample::seed(
+            &pool,
+            "sample-password",
+            5000,
+            300,
+            khetnet_server::db::now_ms(),
+        )
+        .await
+        .unwrap();
+        let tech = s.login("tech", "sample-password").await;
+        let teacher = s.login("teacher", "sample-password").await;
+
+        // A word of the model, in any case, found wherever it is in the register.
+        let cisco = every_page(&s, &tech, "/api/v1/assets?q=CBS350&limit=7").await;
+        let expected = ids_of(
+            &s,
+            "SELECT id FROM assets WHERE model LIKE 'CBS350%' ORDER BY id DESC",
+        )
+        .await;
+        assert!(expected.len() > 50, "the sample has Cisco switches");
+        assert_eq!(cisco, expected, "each matching asset once, newest first");
+        // A part of a model word ("E14-G2"), two words that must both match, a Thai room.
+        let both = every_page(&s, &tech, "/api/v1/assets?q=lenovo%20e14&limit=50").await;
+        assert_eq!(
+            both,
+            ids_of(
+                &s,
+                "SELECT id FROM assets WHERE brand = 'Lenovo' AND model = 'ThinkPad E14-G2' ORDER BY id DESC"
+            )
+            .await
+        );
+        let library = every_page(
+            &s,
+            &tech,
+            "/api/v1/assets?q=%E0%B8%AB%E0%B9%89%E0%B8%AD%E0%B8%87%E0%B8%AA%E0%B8%A1%E0%B8%B8%E0%B8%94&limit=100",
+        )
+        .await;
+        assert_eq!(
+            library,
+            ids_of(
+                &s,
+                "SELECT id FROM assets WHERE room LIKE 'ห้องสมุด%' ORDER BY id DESC"
+            )
+            .await
+        );
+        // The oldest asset, far below the newest, by its serial and by its asset number.
+        let oldest = ids_of(&s, "SELECT MIN(id) FROM assets").await[0];
+        let (_, a) = s.get(&tech, &format!("/api/v1/assets/{oldest}")).await;
+        for q in [
+            a["serial"].as_str().unwrap().to_lowercase(),
+            a["asset_number"].as_str().unwrap()[..14].to_owned(),
+        ] {
+            let (_, found) = s.get(&tech, &format!("/api/v1/assets?q={q}")).await;
+            assert!(
+                found.as_array().unwrap().iter().any(|f| f["id"] == oldest),
+                "{q} finds asset {oldest}"
+            );
+        }
+        // A new asset is found by a word of its model at once.
+        let (status, new) = s
+            .post(
+                &tech,
+                "/api/v1/assets",
+                json!({ "asset_number": "7440-002-9999999/2569", "category": "notebook", "brand": "Acer",
+                        "model": "Chromebook Spin 511", "serial": "NXA-123", "school_id": 1, "room": "ห้องสมุด ชั้น 2" }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{new}");
+        let (_, found) = s.get(&tech, "/api/v1/assets?q=chromebook").await;
+        assert_eq!(found.as_array().unwrap().len(), 1);
+        assert_eq!(found[0]["id"], new["id"]);
+
+        // Every asset exactly once when paging through the register, and through a filter.
+        let all = every_page(&s, &tech, "/api/v1/assets?limit=500").await;
+        assert_eq!(
+            all,
+            ids_of(&s, "SELECT id FROM assets ORDER BY id DESC").await
+        );
+        assert_eq!(all.len(), 5001);
+        let school = every_page(&s, &tech, "/api/v1/assets?school_id=2&state=in_use&limit=9").await;
+        assert_eq!(
+            school,
+            ids_of(
+                &s,
+                "SELECT id FROM assets WHERE school_id = 2 AND state = 'in_use' ORDER BY id DESC"
+            )
+            .await
+        );
+        // A requester's search stays in their school.
+        let own = every_page(&s, &teacher, "/api/v1/assets?q=dell&limit=20").await;
+        assert_eq!(
+            own,
+            ids_of(
+                &s,
+                "SELECT id FROM assets WHERE school_id = 1 AND brand = 'Dell' ORDER BY id DESC"
+            )
+            .await
+        );
+
+        // The queue pages the same way under its filters.
+        let queue = every_page(
+            &s,
+            &tech,
+            "/api/v1/requests?state=closed&kind=repair&limit=13",
+        )
+        .await;
+        assert_eq!(
+            queue,
+            ids_of(
+                &s,
+                "SELECT id FROM desk_requests WHERE state = 'closed' AND kind = 'repair' ORDER BY id DESC"
+            )
+            .await
+        );
+        let mine = every_page(&s, &teacher, "/api/v1/requests?limit=10").await;
+        assert_eq!(
+            mine,
+            ids_of(
+                &s,
+                "SELECT id FROM desk_requests WHERE school_id = 1 ORDER BY id DESC"
+            )
+            .await
+        );
+
+        // Assets registered before search by word existed are indexed when the server starts.
+        sqlx::query("DELETE FROM asset_words WHERE asset_id = $1")
+            .bind(oldest)
+            .execute(&pool.pool)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE assets SET words = NULL WHERE id = $1")
+            .bind(oldest)
+            .execute(&pool.pool)
+            .await
+            .unwrap();
+        let serial = a["serial"].as_str().unwrap();
+        let (_, found) = s.get(&tech, &format!("/api/v1/assets?q={serial}")).await;
+        assert_eq!(found, json!([]), "not indexed");
+        assert_eq!(
+            khetnet_server::desk::assets::index_pending_words(&pool)
+                .await
+                .unwrap(),
+            1
+        );
+        let (_, found) = s.get(&tech, &format!("/api/v1/assets?q={serial}")).await;
+        assert_eq!(found[0]["id"], oldest);
+
+        // A search too long to be one is refused with what to do.
+        let (status, problem) = s
+            .get(&tech, &format!("/api/v1/assets?q={}", "a".repeat(101)))
+            .await;
+        assert_eq!(
+            (status, problem["field"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("q"))
+        );
+        pool.pool.close().await;
+        s.stop().await;
+    }
+}

@@ -10,7 +10,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Row};
 
 use crate::audit::{self, Actor, Change};
-use crate::db::{Db, now_ms, rfc3339};
+use crate::db::{Arg, Db, Where, bind_all, now_ms, numbered, rfc3339};
 use crate::error::{Error, Result, ResultExt};
 
 pub const STATES: [&str; 6] = [
@@ -191,6 +191,7 @@ pub async fn create_in(
             new.asset_number.trim()
         )
     })?;
+    index_words_in(conn, id).await?;
     let asset = get_in(conn, id).await?;
     event(conn, actor, id, "register", request_id, &new.state).await?;
     audit::record(
@@ -374,20 +375,171 @@ pub async fn get(db: &Db, id: i64, school_scope: Option<i64>) -> Result<AssetDet
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Filter {
-    /// A prefix of the asset number or of the serial number.
+    /// Words that must all start a word of the asset number, serial, brand, model or room
+    /// (see [`words`]); case does not matter.
     pub q: Option<String>,
     pub school_id: Option<i64>,
     pub state: Option<String>,
     pub category: Option<String>,
-    /// The last id of the previous page.
+    /// The last id of the previous page: the next page starts below it.
     pub before_id: Option<i64>,
     pub limit: Option<i64>,
 }
 
-/// Lists assets matching `filter`; a school-bound user sees only their school's.
+/// The longest search a user may type.
+const MAX_QUERY_CHARS: usize = 100;
+
+/// How many of the newest assets (under the other filters) a search reads before it turns to
+/// the word index. A common word fills a page from these; a rare one is found from the index,
+/// whose cost grows with the word's matches, which are few when this window held too few.
+const SEARCH_WINDOW: i64 = 2000;
+
+/// Splits at punctuation inside a word ("E14-G2" is also found as "E14" and "G2").
+fn is_separator(c: char) -> bool {
+    c.is_ascii_punctuation()
+}
+
+/// The words an asset is found by: each whitespace-separated word of its asset number, serial,
+/// brand, model and room, lower-cased, and (but for the asset number, whose parts are codes
+/// shared by thousands) the parts of a word that has punctuation inside. A search term matches an asset when it starts one of these words.
 ///
-/// Each filter is served by an index (`asset_number` unique, `serial`, `(school_id, id)`,
-/// `(state, id)`, `(category, id)`), so a page stays fast at a million assets.
+/// Thai is written without spaces between words, so a Thai run is one word: "ห้องสมุด" is found
+/// by "ห้อง" and "ห้องสมุด", not by "สมุด".
+pub fn words(
+    asset_number: &str,
+    serial: &str,
+    brand: &str,
+    model: &str,
+    room: &str,
+) -> Vec<String> {
+    let mut out = std::collections::BTreeSet::new();
+    for (field, parts) in [
+        (asset_number, false),
+        (serial, true),
+        (brand, true),
+        (model, true),
+        (room, true),
+    ] {
+        for chunk in field.to_lowercase().split_whitespace() {
+            let chunk = chunk.trim_matches(is_separator);
+            if chunk.is_empty() {
+                continue;
+            }
+            if parts {
+                out.extend(
+                    chunk
+                        .split(is_separator)
+                        .filter(|p| !p.is_empty() && *p != chunk)
+                        .map(str::to_owned),
+                );
+            }
+            out.insert(chunk.to_owned());
+        }
+    }
+    out.into_iter().collect()
+}
+
+/// The terms of a search: lower-cased, split at whitespace, outer punctuation removed.
+fn search_terms(q: &str) -> Vec<String> {
+    q.to_lowercase()
+        .split_whitespace()
+        .map(|t| t.trim_matches(is_separator).to_owned())
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+/// `words LIKE` pattern matching a word that starts with `term` (`words` puts a space before
+/// each word); `\` escapes LIKE's wildcards in the term.
+fn word_pattern(term: &str) -> String {
+    let mut p = String::from("% ");
+    for c in term.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
+/// Writes an asset's words (`assets.words` and `asset_words`) from its current fields,
+/// replacing the ones it had. Every change of those fields must call it.
+pub async fn index_words_in(conn: &mut AnyConnection, id: i64) -> Result<()> {
+    let row = sqlx::query::<Any>(
+        "SELECT asset_number, serial, brand, model, room, words FROM assets WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or(Error::NotFound)?;
+    let old: Option<String> = row.try_get("words")?;
+    for word in old.as_deref().unwrap_or_default().split_whitespace() {
+        sqlx::query("DELETE FROM asset_words WHERE word = $1 AND asset_id = $2")
+            .bind(word)
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    let words = words(
+        row.try_get("asset_number")?,
+        row.try_get("serial")?,
+        row.try_get("brand")?,
+        row.try_get("model")?,
+        row.try_get("room")?,
+    );
+    for chunk in words.chunks(100) {
+        let values = (0..chunk.len())
+            .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!("INSERT INTO asset_words (word, asset_id) VALUES {values}");
+        let mut query = sqlx::query::<Any>(sqlx::AssertSqlSafe(sql));
+        for word in chunk {
+            query = query.bind(word.as_str()).bind(id);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    sqlx::query("UPDATE assets SET words = $1 WHERE id = $2")
+        .bind(words_column(&words))
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// `assets.words`: each word preceded by a space.
+pub fn words_column(words: &[String]) -> String {
+    words.iter().map(|w| format!(" {w}")).collect()
+}
+
+/// Indexes the words of assets registered before search by word existed (`words` is NULL).
+/// Runs at start; returns how many it indexed.
+pub async fn index_pending_words(db: &Db) -> Result<u64> {
+    let mut done = 0;
+    loop {
+        let ids: Vec<i64> = sqlx::query_scalar::<Any, i64>(
+            "SELECT id FROM assets WHERE words IS NULL ORDER BY id LIMIT 500",
+        )
+        .fetch_all(&db.pool)
+        .await?;
+        if ids.is_empty() {
+            return Ok(done);
+        }
+        let mut tx = db.begin_write().await?;
+        for id in &ids {
+            index_words_in(&mut tx, *id).await?;
+        }
+        tx.commit().await?;
+        done += ids.len() as u64;
+    }
+}
+
+/// Lists assets matching `filter`, newest first; a school-bound user sees only their school's.
+///
+/// Every page is read from an index at a million assets: the filters from `(school_id, id)`,
+/// `(school_id, state, id)`, `(state, id)`, `(category, id)`; a search first from the newest
+/// [`SEARCH_WINDOW`] assets under the filters, then, when those held less than a page, from
+/// `asset_words` below them. Nothing is counted.
 pub async fn list(db: &Db, filter: &Filter, school_scope: Option<i64>) -> Result<Vec<Asset>> {
     let limit = filter.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
@@ -401,29 +553,135 @@ pub async fn list(db: &Db, filter: &Filter, school_scope: Option<i64>) -> Result
             format!("must be one of {}", STATES.join(", ")),
         ));
     }
+    let q = filter.q.as_deref().unwrap_or_default();
+    if q.chars().count() > MAX_QUERY_CHARS {
+        return Err(Error::invalid(
+            "q",
+            format!("search with at most {MAX_QUERY_CHARS} characters"),
+        ));
+    }
     let school = match (school_scope, filter.school_id) {
         (Some(own), Some(asked)) if own != asked => return Ok(Vec::new()),
         (Some(own), _) => Some(own),
         (None, asked) => asked,
     };
-    let q = filter.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
-    // A prefix as a range, which both engines answer from a B-tree index.
-    let q_end = q.map(|q| format!("{q}\u{10FFFF}"));
+    let mut base = Where::default();
+    if let Some(school) = school {
+        base.push("school_id = ?", [Arg::Int(school)]);
+    }
+    if let Some(state) = &filter.state {
+        base.push("state = ?", [Arg::Text(state.clone())]);
+    }
+    if let Some(category) = &filter.category {
+        base.push("category = ?", [Arg::Text(category.clone())]);
+    }
+    if let Some(before) = filter.before_id {
+        base.push("id < ?", [Arg::Int(before)]);
+    }
+    let terms = search_terms(q);
+    if terms.is_empty() {
+        return page(db, &base, limit).await;
+    }
+    let mut matches = Where::default();
+    for term in &terms {
+        matches.push("words LIKE ? ESCAPE '\\'", [Arg::Text(word_pattern(term))]);
+    }
+
+    // The newest assets under the filters: a common word fills the page from these.
+    let sql = numbered(&format!(
+        "SELECT {COLUMNS} FROM (SELECT * FROM assets WHERE {} ORDER BY id DESC LIMIT {SEARCH_WINDOW}) a \
+         WHERE {} ORDER BY id DESC LIMIT {limit}",
+        base.text(),
+        matches.text()
+    ));
+    let rows = bind_all(
+        sqlx::query::<Any>(sqlx::AssertSqlSafe(sql)),
+        base.args().iter().chain(matches.args()),
+    )
+    .fetch_all(&db.pool)
+    .await?;
+    let mut found = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
+    if found.len() as i64 == limit {
+        return Ok(found);
+    }
+    // Where the window ended; none when it held every asset under the filters.
     let sql = format!(
-        "SELECT {COLUMNS} FROM assets \
-         WHERE ($1 IS NULL OR (asset_number >= $1 AND asset_number < $2) OR (serial >= $1 AND serial < $2)) \
-         AND ($3 IS NULL OR school_id = $3) AND ($4 IS NULL OR state = $4) AND ($5 IS NULL OR category = $5) \
-         AND ($6 IS NULL OR id < $6) ORDER BY id DESC LIMIT $7"
+        "SELECT id FROM assets WHERE {} ORDER BY id DESC LIMIT 1 OFFSET {}",
+        base.sql(),
+        SEARCH_WINDOW - 1
     );
-    let rows = sqlx::query::<Any>(sqlx::AssertSqlSafe(sql))
-        .bind(q)
-        .bind(q_end)
-        .bind(school)
-        .bind(&filter.state)
-        .bind(&filter.category)
-        .bind(filter.before_id)
-        .bind(limit)
+    let end: Option<i64> = base
+        .bind(sqlx::query::<Any>(sqlx::AssertSqlSafe(sql)))
+        .fetch_optional(&db.pool)
+        .await?
+        .map(|row| row.try_get("id"))
+        .transpose()?;
+    let Some(end) = end else {
+        return Ok(found);
+    };
+    // Below the window, from the word index: the longest term has the fewest matches.
+    let longest = terms.iter().max_by_key(|t| t.len()).unwrap_or(&terms[0]);
+    let mut rest = base.clone();
+    rest.push("id < ?", [Arg::Int(end)]);
+    rest.push(
+        "id IN (SELECT asset_id FROM asset_words WHERE word >= ? AND word < ?)",
+        [
+            Arg::Text(longest.clone()),
+            Arg::Text(format!("{longest}\u{10FFFF}")),
+        ],
+    );
+    rest.push_all("{}", &matches);
+    found.extend(page(db, &rest, limit - found.len() as i64).await?);
+    Ok(found)
+}
+
+/// The newest `limit` assets meeting `conditions`.
+async fn page(db: &Db, conditions: &Where, limit: i64) -> Result<Vec<Asset>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM assets WHERE {} ORDER BY id DESC LIMIT {limit}",
+        conditions.sql()
+    );
+    let rows = conditions
+        .bind(sqlx::query::<Any>(sqlx::AssertSqlSafe(sql)))
         .fetch_all(&db.pool)
         .await?;
     rows.iter().map(from_row).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(fields: [&str; 5], expected: &[&str]) {
+        let [number, serial, brand, model, room] = fields;
+        assert_eq!(words(number, serial, brand, model, room), expected);
+    }
+
+    #[test]
+    fn words_an_asset_is_found_by() {
+        check(
+            ["7440-001-0001/2565", "", "", "", ""],
+            &["7440-001-0001/2565"],
+        );
+        check(
+            ["A1", "5CG1234XYZ", "Dell", "OptiPlex 7090", ""],
+            &["5cg1234xyz", "7090", "a1", "dell", "optiplex"],
+        );
+        check(
+            ["A1", "", "", "ThinkPad E14-G2", ""],
+            &["a1", "e14", "e14-g2", "g2", "thinkpad"],
+        );
+        check(
+            ["A1", "", "", "", "ห้องสมุด (ชั้น 2)"],
+            &["2", "a1", "ชั้น", "ห้องสมุด"],
+        );
+        check(["A1", "", "HP", "hp", " "], &["a1", "hp"]);
+    }
+
+    #[test]
+    fn search_terms_and_their_patterns() {
+        assert_eq!(search_terms("  Dell  (OptiPlex) "), ["dell", "optiplex"]);
+        assert_eq!(search_terms(" - "), Vec::<String>::new());
+        assert_eq!(word_pattern("ab_1%"), "% ab\\_1\\%%");
+    }
 }

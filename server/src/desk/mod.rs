@@ -19,6 +19,7 @@ pub mod purchase;
 pub mod register;
 pub mod reports;
 pub mod requests;
+pub mod sample;
 pub mod sla;
 pub mod system;
 pub mod workbook;

@@ -16,7 +16,7 @@ use super::loans;
 use super::sla;
 use super::workflow::{self, Action, Party, Refusal, State, To};
 use crate::audit::{self, Actor, Change};
-use crate::db::{Db, now_ms, rfc3339};
+use crate::db::{Arg, Db, Where, now_ms, rfc3339};
 use crate::error::{Error, Result, ResultExt};
 use crate::roles::{Permission, Role};
 
@@ -625,20 +625,33 @@ pub async fn list(
         (Some(own), _) => Some(own),
         (None, asked) => asked,
     };
+    // Only the filters given, so each engine reads the page from the index that fits them
+    // (`(state, id)`, `(school_id, state, id)`, `(assignee_id, state, id)`, ...).
+    let mut conditions = Where::default();
+    if let Some(state) = &filter.state {
+        conditions.push("r.state = ?", [Arg::Text(state.clone())]);
+    }
+    if let Some(kind) = &filter.kind {
+        conditions.push("r.kind = ?", [Arg::Text(kind.clone())]);
+    }
+    if let Some(school) = school {
+        conditions.push("r.school_id = ?", [Arg::Int(school)]);
+    }
+    if let Some(assignee) = filter.assignee_id {
+        conditions.push("r.assignee_id = ?", [Arg::Int(assignee)]);
+    }
+    if let Some(requester) = filter.requester_id {
+        conditions.push("r.requester_id = ?", [Arg::Int(requester)]);
+    }
+    if let Some(before) = filter.before_id {
+        conditions.push("r.id < ?", [Arg::Int(before)]);
+    }
     let sql = format!(
-        "SELECT {COLUMNS} FROM desk_requests r \
-         WHERE ($1 IS NULL OR r.state = $1) AND ($2 IS NULL OR r.kind = $2) AND ($3 IS NULL OR r.school_id = $3) \
-         AND ($4 IS NULL OR r.assignee_id = $4) AND ($5 IS NULL OR r.requester_id = $5) AND ($6 IS NULL OR r.id < $6) \
-         ORDER BY r.id DESC LIMIT $7"
+        "SELECT {COLUMNS} FROM desk_requests r WHERE {} ORDER BY r.id DESC LIMIT {limit}",
+        conditions.sql()
     );
-    let rows = sqlx::query::<Any>(sqlx::AssertSqlSafe(sql))
-        .bind(&filter.state)
-        .bind(&filter.kind)
-        .bind(school)
-        .bind(filter.assignee_id)
-        .bind(filter.requester_id)
-        .bind(filter.before_id)
-        .bind(limit)
+    let rows = conditions
+        .bind(sqlx::query::<Any>(sqlx::AssertSqlSafe(sql)))
         .fetch_all(&db.pool)
         .await?;
     let now = now_ms();

@@ -2,7 +2,8 @@
 //! `crate::desk`; the workflow table decides per request what a user may do.
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::header::{self, HeaderName};
+use axum::http::{StatusCode, Uri};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -67,11 +68,45 @@ async fn create_request(
 async fn list_requests(
     State(state): State<AppState>,
     user: ApiUser,
+    uri: Uri,
     ApiQuery(filter): ApiQuery<requests::Filter>,
-) -> ApiResult<Json<Vec<requests::Request>>> {
-    Ok(Json(
-        requests::list(&state.db, &state.desk, &who(&user.principal), &filter).await?,
-    ))
+) -> ApiResult<impl IntoResponse> {
+    let list = requests::list(&state.db, &state.desk, &who(&user.principal), &filter).await?;
+    let next = next_page(
+        "/api/v1/requests",
+        &uri,
+        filter.limit,
+        list.len(),
+        list.last().map(|r| r.id),
+    );
+    Ok((next, Json(list)))
+}
+
+/// A `Link: <...>; rel="next"` header when the page is full: the same query (the router has
+/// taken `/api/v1` off `uri`, hence `path`) with `before_id` set to the page's last id (keyset paging, so a page costs the same however deep it is).
+fn next_page(
+    path: &str,
+    uri: &Uri,
+    limit: Option<i64>,
+    len: usize,
+    last_id: Option<i64>,
+) -> Option<[(HeaderName, String); 1]> {
+    let last = last_id?;
+    if len as i64 != limit.unwrap_or(50) {
+        return None;
+    }
+    let mut query: Vec<&str> = uri
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty() && !p.starts_with("before_id="))
+        .collect();
+    let before = format!("before_id={last}");
+    query.push(&before);
+    Some([(
+        header::LINK,
+        format!("<{path}?{}>; rel=\"next\"", query.join("&")),
+    )])
 }
 
 /// `GET /api/v1/requests/{id}`: with its assets and history.
@@ -120,12 +155,19 @@ async fn create_asset(
 async fn list_assets(
     State(state): State<AppState>,
     user: ApiUser,
+    uri: Uri,
     ApiQuery(filter): ApiQuery<assets::Filter>,
-) -> ApiResult<Json<Vec<assets::Asset>>> {
+) -> ApiResult<impl IntoResponse> {
     user.require(Permission::AssetsView)?;
-    Ok(Json(
-        assets::list(&state.db, &filter, user.school_scope()).await?,
-    ))
+    let list = assets::list(&state.db, &filter, user.school_scope()).await?;
+    let next = next_page(
+        "/api/v1/assets",
+        &uri,
+        filter.limit,
+        list.len(),
+        list.last().map(|a| a.id),
+    );
+    Ok((next, Json(list)))
 }
 
 /// `GET /api/v1/assets/{id}`: with its history and requests.
