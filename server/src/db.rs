@@ -130,6 +130,13 @@ impl Db {
                         conn.execute("PRAGMA synchronous = FULL").await?;
                         conn.execute("PRAGMA foreign_keys = ON").await?;
                         conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    } else {
+                        // sqlx prepares every statement; after five runs PostgreSQL may switch
+                        // to a generic plan that ignores the values. For the asset search that
+                        // plan scans the whole table (1.4 s at a million assets instead of
+                        // tens of ms): plan each run with its values instead.
+                        conn.execute("SET plan_cache_mode = force_custom_plan")
+                            .await?;
                     }
                     Ok(())
                 })
