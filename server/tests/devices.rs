@@ -984,8 +984,8 @@ async fn alert_thresholds_come_from_the_configuration() {
 #[tokio::test]
 async fn old_samples_become_five_minute_aggregates() {
     for db in databases() {
-        // The server's own sweep (every half report interval) would roll the samples up
-        // before this test's call when setting up takes long; a day's interval keeps it away.
+        // The server's own sweep runs every half report interval; a day's interval keeps it
+        // to its one run at start.
         let s = TestServer::start_with(&db, |c| c.devices.report_interval_secs = 86_400).await;
         let admin = s.admin().await;
         let school = s.school(&admin, "1057010001").await;
@@ -1026,7 +1026,12 @@ async fn old_samples_become_five_minute_aggregates() {
         let done = khetnet_server::devices::rollup::maintain(&handle, &settings, now)
             .await
             .unwrap();
-        assert_eq!((done.buckets_written, done.raw_deleted), (1, 4), "{db:?}");
+        // The server's own sweep runs once at start; on a slow machine that run may come
+        // after the report and do the rollup itself. Either way it is done exactly once.
+        assert!(
+            [(1, 4), (0, 0)].contains(&(done.buckets_written, done.raw_deleted)),
+            "{db:?}: {done:?}"
+        );
         // Only the recent sample is left raw.
         assert_eq!(samples_of(&s, &admin, switch).await.len(), 1);
         use sqlx::Row;
