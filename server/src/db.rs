@@ -133,8 +133,8 @@ impl Db {
                     } else {
                         // sqlx prepares every statement; after five runs PostgreSQL may switch
                         // to a generic plan that ignores the values. For the asset search that
-                        // plan scans the whole table (1.4 s at a million assets instead of
-                        // tens of ms): plan each run with its values instead.
+                        // plan scans the whole table (EXPLAIN ANALYZE at 200,000 assets: 228 ms
+                        // against 25 ms planned with the values): plan each run with its values.
                         conn.execute("SET plan_cache_mode = force_custom_plan")
                             .await?;
                     }
