@@ -62,6 +62,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "device_probes",
         include_str!("../migrations/sqlite/0007_device_probes.sql"),
     ),
+    (
+        9,
+        "desk_asset_words_category",
+        include_str!("../migrations/sqlite/0009_desk_asset_words_category.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -98,6 +103,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         7,
         "device_probes",
         include_str!("../migrations/postgres/0007_device_probes.sql"),
+    ),
+    (
+        9,
+        "desk_asset_words_category",
+        include_str!("../migrations/postgres/0009_desk_asset_words_category.sql"),
     ),
 ];
 

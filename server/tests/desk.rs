@@ -1029,6 +1029,222 @@ async fn asset_register_search_and_isolation() {
     }
 }
 
+async fn patch(s: &TestServer, token: &str, id: i64, body: Value) -> (StatusCode, Value) {
+    s.call(
+        Some(token),
+        reqwest::Method::PATCH,
+        &format!("/api/v1/assets/{id}"),
+        Some(body),
+    )
+    .await
+}
+
+fn asset_numbers(v: &Value) -> Vec<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["asset_number"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn asset_changes_are_kept_in_its_history_and_found_by_search() {
+    for db in databases() {
+        let s = TestServer::start(&db).await;
+        let d = desk(&s).await;
+        let pc = asset(&s, &d.admin, "7440-001-0001/67", d.school_a).await;
+        let other = asset(&s, &d.admin, "7440-001-0002/67", d.school_a).await;
+
+        // Moved to another room with a new custodian, found by the new room's word at once and
+        // no longer by the old one; the category is searchable too.
+        let (status, a) = patch(
+            &s,
+            &d.tech,
+            pc,
+            json!({ "room": "ห้องสมุด ชั้น 2", "custodian": "ครูวิชัย", "state": "in_use",
+                    "comment": "ย้ายตามคำสั่งที่ 12/2569" }),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{db:?} {a}");
+        assert_eq!(
+            (
+                a["room"].as_str(),
+                a["custodian"].as_str(),
+                a["state"].as_str()
+            ),
+            (Some("ห้องสมุด ชั้น 2"), Some("ครูวิชัย"), Some("in_use"))
+        );
+        let (_, found) = s.get(&d.tech, "/api/v1/assets?q=ห้องสมุด").await;
+        assert_eq!(asset_numbers(&found), ["7440-001-0001/67"], "{db:?}");
+        let (_, found) = s.get(&d.tech, "/api/v1/assets?q=ห้องคอม").await;
+        assert_eq!(asset_numbers(&found), ["7440-001-0002/67"]);
+        let (_, found) = s.get(&d.tech, "/api/v1/assets?q=Notebook%20ThinkPad").await;
+        assert_eq!(found.as_array().unwrap().len(), 2, "by category and model");
+        let (status, a) = patch(&s, &d.tech, other, json!({ "category": "tablet" })).await;
+        assert_eq!(status, StatusCode::OK, "{a}");
+        let (_, found) = s.get(&d.tech, "/api/v1/assets?q=notebook").await;
+        assert_eq!(asset_numbers(&found), ["7440-001-0001/67"]);
+
+        // The history says what changed from what to what, and why; the audit has it too.
+        let (_, detail) = s.get(&d.tech, &format!("/api/v1/assets/{pc}")).await;
+        let last = detail["history"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()
+            .clone();
+        assert_eq!(last["action"], "in_use", "{last}");
+        assert_eq!(last["actor"], "tech");
+        let text = last["detail"].as_str().unwrap();
+        for part in [
+            "room: ห้องคอม 1 → ห้องสมุด ชั้น 2",
+            "custodian: ครูสมศรี → ครูวิชัย",
+            "state: in_stock → in_use",
+            "(ย้ายตามคำสั่งที่ 12/2569)",
+        ] {
+            assert!(text.contains(part), "{part:?} in {text:?}");
+        }
+        let (_, audit) = s
+            .get(
+                &d.admin,
+                &format!("/api/v1/audit?entity=asset&entity_id={pc}"),
+            )
+            .await;
+        let actions: Vec<&str> = audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["action"].as_str().unwrap())
+            .collect();
+        assert!(actions.contains(&"asset.update"), "{audit}");
+
+        // Nothing given changes nothing: no history entry.
+        let before = detail["history"].as_array().unwrap().len();
+        let (status, _) = patch(&s, &d.tech, pc, json!({ "room": "ห้องสมุด ชั้น 2" })).await;
+        assert_eq!(status, StatusCode::OK);
+        let (_, detail) = s.get(&d.tech, &format!("/api/v1/assets/{pc}")).await;
+        assert_eq!(detail["history"].as_array().unwrap().len(), before);
+
+        // Nullable fields are cleared by null; a transfer moves it out of a requester's sight.
+        let (_, a) = patch(
+            &s,
+            &d.tech,
+            pc,
+            json!({ "warranty_end": null, "price": null }),
+        )
+        .await;
+        assert_eq!(
+            (a["warranty_end"].clone(), a["price"].clone()),
+            (Value::Null, Value::Null)
+        );
+        let (status, a) = patch(&s, &d.tech, other, json!({ "school_id": d.school_b })).await;
+        assert_eq!(
+            (status, a["school_id"].as_i64()),
+            (StatusCode::OK, Some(d.school_b))
+        );
+        let (status, _) = s.get(&d.ra, &format!("/api/v1/assets/{other}")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "school A no longer sees it");
+        let (status, _) = s.get(&d.rb, &format!("/api/v1/assets/{other}")).await;
+        assert_eq!(status, StatusCode::OK, "school B does");
+
+        // Refusals: who may, which fields, which states.
+        let (status, _) = patch(&s, &d.ra, pc, json!({ "room": "x" })).await;
+        assert_eq!(
+            status,
+            StatusCode::FORBIDDEN,
+            "a requester may not change the register"
+        );
+        let cases: &[(Value, &str)] = &[
+            (json!({ "state": "on_loan" }), "state"),
+            (json!({ "state": "broken" }), "state"),
+            (json!({ "budget_year": 2024 }), "budget_year"),
+            (json!({ "school_id": 9999 }), "school_id"),
+            (json!({ "warranty_end": "soon" }), "warranty_end"),
+            (json!({ "asset_number": " " }), "asset_number"),
+        ];
+        for (body, field) in cases {
+            let (status, problem) = patch(&s, &d.tech, pc, body.clone()).await;
+            assert_eq!(
+                (status, problem["field"].as_str()),
+                (StatusCode::UNPROCESSABLE_ENTITY, Some(*field)),
+                "{body} -> {problem}"
+            );
+        }
+        let (status, _) = patch(&s, &d.tech, pc, json!({ "colour": "red" })).await;
+        assert!(status.is_client_error(), "an unknown field is refused");
+        let (status, problem) = patch(
+            &s,
+            &d.tech,
+            pc,
+            json!({ "asset_number": "7440-001-0002/67" }),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+        let (status, _) = patch(&s, &d.tech, 999_999, json!({ "room": "x" })).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+
+        // In repair, its state follows the repair request, which the refusal names.
+        let r = file(
+            &s,
+            &d.ra,
+            json!({ "kind": "repair", "title": "จอไม่ติด", "priority": "normal",
+                    "fields": { "problem": "จอดับ", "location": "ห้องสมุด" }, "asset_ids": [pc] }),
+        )
+        .await;
+        let rid = r["id"].as_i64().unwrap();
+        ok(
+            &s,
+            &d.tech,
+            rid,
+            json!({ "action": "assign", "assignee_id": d.tech_id }),
+        )
+        .await;
+        ok(&s, &d.tech, rid, json!({ "action": "start" })).await;
+        let (status, problem) = patch(&s, &d.tech, pc, json!({ "state": "lost" })).await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(detail.contains(&format!("request #{rid}")), "{detail}");
+        let (status, _) = patch(&s, &d.tech, pc, json!({ "custodian": "ครูมานี" })).await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "other fields may change while in repair"
+        );
+        ok(
+            &s,
+            &d.tech,
+            rid,
+            json!({ "action": "resolve", "comment": "เปลี่ยนสายจอ" }),
+        )
+        .await;
+        let (_, a) = s.get(&d.tech, &format!("/api/v1/assets/{pc}")).await;
+        assert_eq!(a["state"], "in_use", "back to the state it had");
+
+        // Disposed is final: only the notes may change.
+        let (status, a) = patch(
+            &s,
+            &d.tech,
+            pc,
+            json!({ "state": "disposed", "comment": "จำหน่ายตามหนังสือ ศธ 0001/123" }),
+        )
+        .await;
+        assert_eq!(
+            (status, a["state"].as_str()),
+            (StatusCode::OK, Some("disposed"))
+        );
+        let (status, problem) = patch(&s, &d.tech, pc, json!({ "state": "in_use" })).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+        let (status, _) = patch(&s, &d.tech, pc, json!({ "room": "คลัง" })).await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        let (status, a) = patch(&s, &d.tech, pc, json!({ "notes": "ขายทอดตลาดแล้ว" })).await;
+        assert_eq!(
+            (status, a["notes"].as_str()),
+            (StatusCode::OK, Some("ขายทอดตลาดแล้ว"))
+        );
+        s.stop().await;
+    }
+}
+
 #[tokio::test]
 async fn purchase_from_quotes_to_received_assets() {
     for db in databases() {

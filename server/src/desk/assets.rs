@@ -276,6 +276,291 @@ pub async fn set_state_in(
     Ok(before.state)
 }
 
+/// What a client sends to change an asset: only the fields given change. A nullable field
+/// (`budget_year`, `price`, `warranty_end`) given as `null` is cleared. Unknown fields are
+/// refused.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssetPatch {
+    pub asset_number: Option<String>,
+    pub category: Option<String>,
+    pub brand: Option<String>,
+    pub model: Option<String>,
+    pub serial: Option<String>,
+    #[serde(default, deserialize_with = "given")]
+    pub budget_year: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "given")]
+    pub price: Option<Option<f64>>,
+    pub funding_source: Option<String>,
+    /// Moves the asset to another school (a transfer between schools).
+    pub school_id: Option<i64>,
+    pub room: Option<String>,
+    pub custodian: Option<String>,
+    /// One of [`MANUAL_STATES`]: on loan and in repair follow their requests.
+    pub state: Option<String>,
+    #[serde(default, deserialize_with = "given")]
+    pub warranty_end: Option<Option<String>>,
+    pub notes: Option<String>,
+    /// Why, kept in the asset's history (e.g. the disposal order's number).
+    pub comment: Option<String>,
+}
+
+/// A field that was in the JSON, `null` or not.
+fn given<'de, D, T>(deserializer: D) -> std::result::Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// The states a technician sets by hand. `on_loan` and `in_repair` are set and cleared by the
+/// check-out and check-in of loan and repair requests, so the loan calendar and the requests
+/// stay true.
+pub const MANUAL_STATES: [&str; 4] = ["in_stock", "in_use", "lost", "disposed"];
+
+/// Changes an asset's fields; each change is in its history and the audit trail.
+///
+/// # Errors
+/// `NotFound` outside `school_scope`; `Invalid` naming the field; `Conflict` when the asset is
+/// on loan or in repair and the state is to change, when it is disposed (only `notes` may
+/// change then), or when the new asset number is taken.
+pub async fn update(
+    db: &Db,
+    actor: &Actor,
+    id: i64,
+    school_scope: Option<i64>,
+    patch: AssetPatch,
+) -> Result<Asset> {
+    if let Some(state) = &patch.state
+        && !MANUAL_STATES.contains(&state.as_str())
+    {
+        return Err(Error::invalid(
+            "state",
+            format!(
+                "must be one of {} (on_loan and in_repair follow their requests)",
+                MANUAL_STATES.join(", ")
+            ),
+        ));
+    }
+    if patch
+        .comment
+        .as_ref()
+        .is_some_and(|c| c.chars().count() > 1000)
+    {
+        return Err(Error::invalid("comment", "at most 1000 characters"));
+    }
+    let mut tx = db.begin_write().await?;
+    let before = get_in(&mut tx, id).await?;
+    if school_scope.is_some_and(|s| s != before.school_id) {
+        return Err(Error::NotFound);
+    }
+    let merged = NewAsset {
+        asset_number: patch
+            .asset_number
+            .unwrap_or_else(|| before.asset_number.clone()),
+        category: patch.category.unwrap_or_else(|| before.category.clone()),
+        brand: patch.brand.unwrap_or_else(|| before.brand.clone()),
+        model: patch.model.unwrap_or_else(|| before.model.clone()),
+        serial: patch.serial.unwrap_or_else(|| before.serial.clone()),
+        budget_year: patch.budget_year.unwrap_or(before.budget_year),
+        price: patch.price.unwrap_or(before.price),
+        funding_source: patch
+            .funding_source
+            .unwrap_or_else(|| before.funding_source.clone()),
+        school_id: patch.school_id.unwrap_or(before.school_id),
+        room: patch.room.unwrap_or_else(|| before.room.clone()),
+        custodian: patch.custodian.unwrap_or_else(|| before.custodian.clone()),
+        state: patch.state.unwrap_or_else(|| before.state.clone()),
+        warranty_end: patch
+            .warranty_end
+            .unwrap_or_else(|| before.warranty_end.clone()),
+        notes: patch.notes.unwrap_or_else(|| before.notes.clone()),
+    };
+    merged.validate()?;
+    if school_scope.is_some_and(|s| s != merged.school_id) {
+        return Err(Error::invalid(
+            "school_id",
+            "you may keep assets of your own school only",
+        ));
+    }
+    let changed = changed_fields(&before, &merged);
+    if changed.is_empty() {
+        return Ok(before);
+    }
+    if before.state == "disposed" && changed != ["notes"] {
+        return Err(Error::Conflict(
+            "the asset is disposed of: only its notes may change".into(),
+        ));
+    }
+    if merged.state != before.state && ["on_loan", "in_repair"].contains(&before.state.as_str()) {
+        let request: Option<i64> = sqlx::query_scalar::<Any, i64>(
+            "SELECT a.request_id FROM desk_request_assets a JOIN desk_requests r ON r.id = a.request_id \
+             WHERE a.asset_id = $1 AND r.state IN ('in_progress', 'waiting') ORDER BY a.request_id DESC LIMIT 1",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let by = request.map_or(String::new(), |r| format!(" by request #{r}"));
+        return Err(Error::Conflict(format!(
+            "the asset is {}{by}: its state changes when that request's work ends",
+            before.state.replace('_', " ")
+        )));
+    }
+    if merged.school_id != before.school_id {
+        let school: Option<i64> =
+            sqlx::query_scalar::<Any, i64>("SELECT id FROM schools WHERE id = $1")
+                .bind(merged.school_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if school.is_none() {
+            return Err(Error::invalid("school_id", "no such school"));
+        }
+    }
+    sqlx::query(
+        "UPDATE assets SET asset_number = $2, category = $3, brand = $4, model = $5, serial = $6, budget_year = $7, \
+         price_satang = $8, funding_source = $9, school_id = $10, room = $11, custodian = $12, state = $13, \
+         warranty_end = $14, notes = $15, updated_at = $16 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(merged.asset_number.trim())
+    .bind(merged.category.trim())
+    .bind(merged.brand.trim())
+    .bind(merged.model.trim())
+    .bind(merged.serial.trim())
+    .bind(merged.budget_year)
+    .bind(merged.price.map(|p| (p * 100.0).round() as i64))
+    .bind(merged.funding_source.trim())
+    .bind(merged.school_id)
+    .bind(merged.room.trim())
+    .bind(merged.custodian.trim())
+    .bind(&merged.state)
+    .bind(&merged.warranty_end)
+    .bind(merged.notes.trim())
+    .bind(now_ms())
+    .execute(&mut *tx)
+    .await
+    .on_unique_violation(|| {
+        format!(
+            "asset number {:?} is already registered",
+            merged.asset_number.trim()
+        )
+    })?;
+    const WORD_FIELDS: [&str; 6] = [
+        "asset_number",
+        "category",
+        "serial",
+        "brand",
+        "model",
+        "room",
+    ];
+    if changed.iter().any(|f| WORD_FIELDS.contains(f)) {
+        index_words_in(&mut tx, id).await?;
+    }
+    let after = get_in(&mut tx, id).await?;
+    let comment = patch.comment.as_deref().unwrap_or_default().trim();
+    let mut detail = changed
+        .iter()
+        .map(|field| {
+            let (old, new) = field_texts(&before, &after, field);
+            format!("{field}: {old} → {new}")
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    if !comment.is_empty() {
+        detail = format!("{detail} ({comment})");
+    }
+    let action = if after.state != before.state {
+        after.state.as_str()
+    } else {
+        "edit"
+    };
+    event(&mut tx, actor, id, action, None, &detail).await?;
+    audit::record(
+        &mut tx,
+        actor,
+        Change {
+            action: "asset.update",
+            entity: "asset",
+            entity_id: Some(id),
+            before: audit::snapshot(&before),
+            after: audit::snapshot(&after),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(after)
+}
+
+/// The fields of `before` that `merged` changes (compared as stored: trimmed, price in satang).
+fn changed_fields(before: &Asset, merged: &NewAsset) -> Vec<&'static str> {
+    let satang = |p: Option<f64>| p.map(|p| (p * 100.0).round() as i64);
+    let mut out = Vec::new();
+    let texts = [
+        ("asset_number", &before.asset_number, &merged.asset_number),
+        ("category", &before.category, &merged.category),
+        ("brand", &before.brand, &merged.brand),
+        ("model", &before.model, &merged.model),
+        ("serial", &before.serial, &merged.serial),
+        (
+            "funding_source",
+            &before.funding_source,
+            &merged.funding_source,
+        ),
+        ("room", &before.room, &merged.room),
+        ("custodian", &before.custodian, &merged.custodian),
+        ("state", &before.state, &merged.state),
+        ("notes", &before.notes, &merged.notes),
+    ];
+    for (field, old, new) in texts {
+        if old.trim() != new.trim() {
+            out.push(field);
+        }
+    }
+    if before.budget_year != merged.budget_year {
+        out.push("budget_year");
+    }
+    if satang(before.price) != satang(merged.price) {
+        out.push("price");
+    }
+    if before.school_id != merged.school_id {
+        out.push("school_id");
+    }
+    if before.warranty_end != merged.warranty_end {
+        out.push("warranty_end");
+    }
+    out
+}
+
+/// A field's old and new value as the history shows them ("—" for none).
+fn field_texts(before: &Asset, after: &Asset, field: &str) -> (String, String) {
+    let text = |a: &Asset| -> String {
+        let value = match field {
+            "asset_number" => a.asset_number.clone(),
+            "category" => a.category.clone(),
+            "brand" => a.brand.clone(),
+            "model" => a.model.clone(),
+            "serial" => a.serial.clone(),
+            "funding_source" => a.funding_source.clone(),
+            "room" => a.room.clone(),
+            "custodian" => a.custodian.clone(),
+            "state" => a.state.clone(),
+            "notes" => a.notes.clone(),
+            "budget_year" => a.budget_year.map(|y| y.to_string()).unwrap_or_default(),
+            "price" => a.price.map(|p| format!("{p:.2}")).unwrap_or_default(),
+            "school_id" => a.school_id.to_string(),
+            "warranty_end" => a.warranty_end.clone().unwrap_or_default(),
+            _ => String::new(),
+        };
+        if value.is_empty() {
+            "—".into()
+        } else {
+            value
+        }
+    };
+    (text(before), text(after))
+}
+
 pub async fn get_in(conn: &mut AnyConnection, id: i64) -> Result<Asset> {
     let sql = format!("SELECT {COLUMNS} FROM assets WHERE id = $1");
     let row = sqlx::query::<Any>(sqlx::AssertSqlSafe(sql))
@@ -375,7 +660,7 @@ pub async fn get(db: &Db, id: i64, school_scope: Option<i64>) -> Result<AssetDet
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Filter {
-    /// Words that must all start a word of the asset number, serial, brand, model or room
+    /// Words that must all start a word of the asset number, category, serial, brand, model or room
     /// (see [`words`]); case does not matter.
     pub q: Option<String>,
     pub school_id: Option<i64>,
@@ -399,14 +684,15 @@ fn is_separator(c: char) -> bool {
     c.is_ascii_punctuation()
 }
 
-/// The words an asset is found by: each whitespace-separated word of its asset number, serial,
-/// brand, model and room, lower-cased, and (but for the asset number, whose parts are codes
-/// shared by thousands) the parts of a word that has punctuation inside. A search term matches an asset when it starts one of these words.
+/// The words an asset is found by: each whitespace-separated word of its asset number,
+/// category, serial, brand, model and room, lower-cased, and (but for the asset number, whose
+/// parts are codes shared by thousands) the parts of a word that has punctuation inside. A search term matches an asset when it starts one of these words.
 ///
 /// Thai is written without spaces between words, so a Thai run is one word: "ห้องสมุด" is found
 /// by "ห้อง" and "ห้องสมุด", not by "สมุด".
 pub fn words(
     asset_number: &str,
+    category: &str,
     serial: &str,
     brand: &str,
     model: &str,
@@ -415,6 +701,7 @@ pub fn words(
     let mut out = std::collections::BTreeSet::new();
     for (field, parts) in [
         (asset_number, false),
+        (category, true),
         (serial, true),
         (brand, true),
         (model, true),
@@ -466,7 +753,7 @@ fn word_pattern(term: &str) -> String {
 /// replacing the ones it had. Every change of those fields must call it.
 pub async fn index_words_in(conn: &mut AnyConnection, id: i64) -> Result<()> {
     let row = sqlx::query::<Any>(
-        "SELECT asset_number, serial, brand, model, room, words FROM assets WHERE id = $1",
+        "SELECT asset_number, category, serial, brand, model, room, words FROM assets WHERE id = $1",
     )
     .bind(id)
     .fetch_optional(&mut *conn)
@@ -482,6 +769,7 @@ pub async fn index_words_in(conn: &mut AnyConnection, id: i64) -> Result<()> {
     }
     let words = words(
         row.try_get("asset_number")?,
+        row.try_get("category")?,
         row.try_get("serial")?,
         row.try_get("brand")?,
         row.try_get("model")?,
@@ -652,30 +940,36 @@ async fn page(db: &Db, conditions: &Where, limit: i64) -> Result<Vec<Asset>> {
 mod tests {
     use super::*;
 
-    fn check(fields: [&str; 5], expected: &[&str]) {
-        let [number, serial, brand, model, room] = fields;
-        assert_eq!(words(number, serial, brand, model, room), expected);
+    fn check(fields: [&str; 6], expected: &[&str]) {
+        let [number, category, serial, brand, model, room] = fields;
+        assert_eq!(
+            words(number, category, serial, brand, model, room),
+            expected
+        );
     }
 
     #[test]
     fn words_an_asset_is_found_by() {
         check(
-            ["7440-001-0001/2565", "", "", "", ""],
+            ["7440-001-0001/2565", "", "", "", "", ""],
             &["7440-001-0001/2565"],
         );
         check(
-            ["A1", "5CG1234XYZ", "Dell", "OptiPlex 7090", ""],
-            &["5cg1234xyz", "7090", "a1", "dell", "optiplex"],
+            ["A1", "desktop", "5CG1234XYZ", "Dell", "OptiPlex 7090", ""],
+            &["5cg1234xyz", "7090", "a1", "dell", "desktop", "optiplex"],
         );
         check(
-            ["A1", "", "", "ThinkPad E14-G2", ""],
+            ["A1", "", "", "", "ThinkPad E14-G2", ""],
             &["a1", "e14", "e14-g2", "g2", "thinkpad"],
         );
         check(
-            ["A1", "", "", "", "ห้องสมุด (ชั้น 2)"],
+            ["A1", "", "", "", "", "ห้องสมุด (ชั้น 2)"],
             &["2", "a1", "ชั้น", "ห้องสมุด"],
         );
-        check(["A1", "", "HP", "hp", " "], &["a1", "hp"]);
+        check(
+            ["A1", "printer", "", "HP", "hp", " "],
+            &["a1", "hp", "printer"],
+        );
     }
 
     #[test]

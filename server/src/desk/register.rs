@@ -158,6 +158,29 @@ pub fn to_csv(rows: &[(Asset, String)]) -> String {
     out
 }
 
+/// Imports a register file as a user sends it: an XLSX workbook (told by its content) or CSV
+/// in UTF-8.
+///
+/// # Errors
+/// As [`import_csv`] and [`import_xlsx`]; `Invalid` with field `file` when it is neither.
+pub async fn import(
+    db: &Db,
+    actor: &Actor,
+    bytes: &[u8],
+    school_scope: Option<i64>,
+) -> Result<usize> {
+    if bytes.starts_with(b"PK\x03\x04") {
+        return import_xlsx(db, actor, bytes, school_scope).await;
+    }
+    let text = std::str::from_utf8(bytes).map_err(|_| {
+        Error::invalid(
+            "file",
+            "send the .xlsx workbook itself, or CSV as UTF-8 (Excel: Save As, CSV UTF-8)",
+        )
+    })?;
+    import_csv(db, actor, text, school_scope).await
+}
+
 /// Imports a CSV register: every row or none.
 ///
 /// # Errors

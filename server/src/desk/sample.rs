@@ -447,7 +447,7 @@ async fn insert_assets(
         .collect();
     let words: Vec<Vec<String>> = rows
         .iter()
-        .map(|a| assets::words(&a.number, &a.serial, a.brand, a.model, &a.room))
+        .map(|a| assets::words(&a.number, a.category, &a.serial, a.brand, a.model, &a.room))
         .collect();
     let sql = format!(
         "INSERT INTO assets (asset_number, category, brand, model, serial, budget_year, price_satang, \

@@ -31,7 +31,7 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/requests/{request_id}/receipt", post(receive))
         .route("/assets", get(list_assets).post(create_asset))
-        .route("/assets/{asset_id}", get(get_asset))
+        .route("/assets/{asset_id}", get(get_asset).patch(update_asset))
         .route("/assets/export", get(export_assets))
         .route("/assets/import", post(import_assets))
         .route("/assets/{asset_id}/loans", get(asset_loans))
@@ -178,6 +178,20 @@ async fn get_asset(
 ) -> ApiResult<Json<assets::AssetDetail>> {
     user.require(Permission::AssetsView)?;
     Ok(Json(assets::get(&state.db, id, user.school_scope()).await?))
+}
+
+/// `PATCH /api/v1/assets/{id}`: changes the fields given (room, custodian, state, a transfer to
+/// another school, ...); each change goes into the asset's history.
+async fn update_asset(
+    State(state): State<AppState>,
+    user: ApiUser,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(patch): ApiJson<assets::AssetPatch>,
+) -> ApiResult<Json<assets::Asset>> {
+    user.require(Permission::AssetsManage)?;
+    Ok(Json(
+        assets::update(&state.db, &user.actor, id, user.school_scope(), patch).await?,
+    ))
 }
 
 /// `GET /api/v1/assets/{id}/loans`: the asset's loan calendar from today on.
@@ -397,20 +411,7 @@ async fn import_assets(
     body: axum::body::Bytes,
 ) -> ApiResult<impl IntoResponse> {
     user.require(Permission::AssetsManage)?;
-    if body.starts_with(b"PK\x03\x04") {
-        let imported =
-            register::import_xlsx(&state.db, &user.actor, &body, user.school_scope()).await?;
-        return Ok((
-            StatusCode::CREATED,
-            Json(serde_json::json!({ "imported": imported })),
-        ));
-    }
-    let text = std::str::from_utf8(&body).map_err(|_| super::error::ApiError::Invalid {
-        field: "body".into(),
-        message: "send the .xlsx workbook itself, or CSV as UTF-8 (Excel: Save As, CSV UTF-8)"
-            .into(),
-    })?;
-    let imported = register::import_csv(&state.db, &user.actor, text, user.school_scope()).await?;
+    let imported = register::import(&state.db, &user.actor, &body, user.school_scope()).await?;
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({ "imported": imported })),
