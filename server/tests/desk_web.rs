@@ -1,10 +1,11 @@
 //! The desk's web pages over real HTTP with session cookies, as a phone browser would use them:
 //! a requester files a repair in Thai, a technician works it from the queue, the requester
-//! rates it; a loan form that overlaps an approved loan shows why; assets and their calendar.
+//! rates it; a loan form that overlaps an approved loan shows why; assets and their calendar; a
+//! technician changes an asset and imports a register from its pages.
 
 mod common;
 
-use common::{Database, TestServer, databases};
+use common::{Database, TestServer, databases, multipart};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -324,4 +325,122 @@ async fn a_step_named_for_one_approver_is_offered_to_that_approver_only() {
     let (_, named) = page(&s, &web_login(&s, "planning_director").await, &path).await;
     assert!(named.contains("value=\"approve\"") && named.contains("value=\"reject\""));
     s.stop().await;
+}
+
+#[tokio::test]
+async fn a_technician_changes_an_asset_and_imports_a_register_from_the_pages() {
+    for db in databases() {
+        let s = TestServer::start(&db).await;
+        let admin = s.admin().await;
+        let school = s.school(&admin, "1057010001").await;
+        let other = s.school(&admin, "1057010002").await;
+        s.user(&admin, "tech", "technician", None).await;
+        s.user(&admin, "kru", "requester", Some(school)).await;
+        let (_, asset) = s
+            .post(
+                &admin,
+                "/api/v1/assets",
+                json!({ "asset_number": "7440-001-0001/67", "category": "notebook",
+                        "school_id": school, "room": "ห้องคอม 1", "state": "in_use" }),
+            )
+            .await;
+        let id = asset["id"].as_i64().unwrap();
+        let tech = web_login(&s, "tech").await;
+        let kru = web_login(&s, "kru").await;
+
+        // The change form is there for the technician, not for the requester.
+        let (_, detail) = page(&s, &tech, &format!("/assets/{id}")).await;
+        assert!(detail.contains("id=\"edit\""), "{detail}");
+        let (_, seen) = page(&s, &kru, &format!("/assets/{id}")).await;
+        assert!(
+            !seen.contains("id=\"edit\""),
+            "a requester gets no change form"
+        );
+        let (status, _, _) = submit(&s, &kru, &format!("/assets/{id}"), &[("room", "x")]).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+
+        // Marked lost with a reason, in another room: the page shows it and its history.
+        let path = format!("/assets/{id}");
+        let school_text = school.to_string();
+        let form = [
+            ("state", "lost"),
+            ("school_id", school_text.as_str()),
+            ("room", "ห้องสมุด"),
+            ("custodian", "ครูวิชัย"),
+            ("notes", ""),
+            ("comment", "แจ้งความแล้ว"),
+        ];
+        let (status, location, body) = submit(&s, &tech, &path, &form).await;
+        assert_eq!(
+            (status, location.as_str()),
+            (StatusCode::SEE_OTHER, path.as_str()),
+            "{db:?} {body}"
+        );
+        let (_, detail) = page(&s, &tech, &path).await;
+        assert!(detail.contains("data-state=\"lost\">สูญหาย<"), "{detail}");
+        assert!(detail.contains("room: ห้องคอม 1 → ห้องสมุด") && detail.contains("แจ้งความแล้ว"));
+
+        // A state that requests own is refused on the form, which says why.
+        let other_text = other.to_string();
+        let form = [("state", "on_loan"), ("school_id", other_text.as_str())];
+        let (status, _, body) = submit(&s, &tech, &path, &form).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(
+            body.contains("role=\"alert\">state: must be one of"),
+            "{body}"
+        );
+        let (_, a) = s.get(&admin, &format!("/api/v1/assets/{id}")).await;
+        assert_eq!(
+            (a["state"].as_str(), a["school_id"].as_i64()),
+            (Some("lost"), Some(school)),
+            "nothing changed"
+        );
+
+        // The register's import form: a bad row is named and nothing is imported; a good file
+        // is imported whole and the page says how many.
+        let (_, list) = page(&s, &tech, "/assets").await;
+        assert!(list.contains("action=\"/assets/import\""), "{list}");
+        let (_, list) = page(&s, &kru, "/assets").await;
+        assert!(!list.contains("action=\"/assets/import\""));
+        let upload = |cookie: String, csv: &'static str| {
+            let (client, url) = (s.client.clone(), format!("{}/assets/import", s.url));
+            async move {
+                let (content_type, body) =
+                    multipart(&[("file", "register.csv", "text/csv", csv.as_bytes())]);
+                let resp = client
+                    .post(url)
+                    .header("cookie", cookie)
+                    .header("content-type", content_type)
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                (resp.status(), resp.text().await.unwrap())
+            }
+        };
+        let (status, body) = upload(
+            tech.clone(),
+            "asset_number,category,school_code\r\n7440-002-0001/67,printer,1057010001\r\n7440-002-0002/67,printer,NOPE\r\n",
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert!(body.contains("row 3: school_code"), "{body}");
+        let (_, none) = s.get(&admin, "/api/v1/assets?q=printer").await;
+        assert_eq!(none, json!([]), "nothing half-imported");
+        let (status, body) = upload(
+            tech.clone(),
+            "asset_number,category,school_code\r\n7440-002-0001/67,printer,1057010001\r\n7440-002-0002/67,printer,1057010002\r\n",
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(
+            body.contains("id=\"notice\">นำเข้าแล้ว (รายการ): 2<"),
+            "{body}"
+        );
+        let (_, found) = s.get(&admin, "/api/v1/assets?q=printer").await;
+        assert_eq!(found.as_array().unwrap().len(), 2);
+        let (status, _) = upload(kru.clone(), "asset_number,category,school_code\r\n").await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        s.stop().await;
+    }
 }

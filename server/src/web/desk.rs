@@ -32,7 +32,7 @@ pub fn routes() -> Router<AppState> {
         .route("/desk/new", get(new_form))
         .route("/desk/requests/{id}", get(request_page).post(request_act))
         .route("/assets", get(assets_page))
-        .route("/assets/{id}", get(asset_page))
+        .route("/assets/{id}", get(asset_page).post(asset_edit))
         .route("/assets/{id}/label", get(asset_label))
 }
 
@@ -49,6 +49,7 @@ pub fn file_routes() -> Router<AppState> {
             "/desk/requests/{id}/attachments/{attachment_id}",
             get(attachment_download),
         )
+        .route("/assets/import", axum::routing::post(import_upload))
 }
 
 /// The desk's words in Thai and English (a field of [`Text`], so both languages are checked).
@@ -105,6 +106,14 @@ pub struct DeskText {
     pub choose_file: &'static str,
     pub take_photo: &'static str,
     pub max_size: &'static str,
+    /// In the order of `desk::assets::STATES`.
+    pub asset_states: [&'static str; 6],
+    pub notes: &'static str,
+    pub edit_asset: &'static str,
+    pub save: &'static str,
+    pub import_register: &'static str,
+    pub import_hint: &'static str,
+    pub imported: &'static str,
     /// Form fields, by the names of the kinds' forms.
     pub f_problem: &'static str,
     pub f_location: &'static str,
@@ -210,6 +219,13 @@ pub static TH: DeskText = DeskText {
     choose_file: "เลือกไฟล์ (รูปภาพหรือ PDF)",
     take_photo: "ถ่ายรูปด้วยกล้อง",
     max_size: "ขนาดไม่เกิน",
+    asset_states: ["ในคลัง", "ใช้งาน", "ถูกยืม", "ส่งซ่อม", "สูญหาย", "จำหน่ายแล้ว"],
+    notes: "หมายเหตุ",
+    edit_asset: "แก้ไขข้อมูลครุภัณฑ์",
+    save: "บันทึก",
+    import_register: "นำเข้าทะเบียนครุภัณฑ์",
+    import_hint: "ไฟล์ Excel (.xlsx) หรือ CSV ที่มีหัวคอลัมน์เหมือนไฟล์ส่งออก นำเข้าทั้งไฟล์หรือไม่นำเข้าเลย",
+    imported: "นำเข้าแล้ว (รายการ)",
     f_problem: "อาการเสีย",
     f_location: "สถานที่",
     f_from: "ยืมตั้งแต่วันที่",
@@ -314,6 +330,20 @@ pub static EN: DeskText = DeskText {
     choose_file: "Choose a file (picture or PDF)",
     take_photo: "Take a photo with the camera",
     max_size: "Up to",
+    asset_states: [
+        "In stock",
+        "In use",
+        "On loan",
+        "In repair",
+        "Lost",
+        "Disposed",
+    ],
+    notes: "Notes",
+    edit_asset: "Change this asset",
+    save: "Save",
+    import_register: "Import the asset register",
+    import_hint: "An Excel (.xlsx) or CSV file with the export's column headings; the whole file or nothing is imported",
+    imported: "Assets imported",
     f_problem: "Problem",
     f_location: "Location",
     f_from: "From",
@@ -1060,6 +1090,23 @@ struct AssetsPage {
     assets: Vec<assets::Asset>,
     q: String,
     next: Option<String>,
+    may_manage: bool,
+    /// The outcome of an import: (is an error, message).
+    notice: Option<(bool, String)>,
+}
+
+impl AssetsPage {
+    fn state_name(&self, state: &str) -> &'static str {
+        asset_state_name(self.p.t.desk, state)
+    }
+}
+
+/// An asset state's name in the page's language.
+fn asset_state_name(t: &DeskText, state: &str) -> &'static str {
+    assets::STATES
+        .iter()
+        .position(|s| *s == state)
+        .map_or("?", |i| t.asset_states[i])
 }
 
 /// `GET /assets[?q=&before_id=]`
@@ -1068,6 +1115,16 @@ async fn assets_page(
     user: WebUser,
     lang: PageLang,
     Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    assets_view(&state, &user, lang, &q, None).await
+}
+
+async fn assets_view(
+    state: &AppState,
+    user: &WebUser,
+    lang: PageLang,
+    q: &HashMap<String, String>,
+    notice: Option<(StatusCode, bool, String)>,
 ) -> Response {
     let Some(p) = &user.principal else {
         return see_other("/login");
@@ -1087,21 +1144,79 @@ async fn assets_page(
         Err(e) => return ApiError::from(e).into_response(),
     };
     let next = (list.len() == 50).then(|| {
+        let before = list.last().map(|a| a.id).unwrap_or_default().to_string();
+        let query = [
+            ("q", filter.q.as_deref().unwrap_or_default()),
+            ("before_id", before.as_str()),
+        ];
         format!(
-            "/assets?q={}&before_id={}",
-            filter.q.clone().unwrap_or_default(),
-            list.last().map(|a| a.id).unwrap_or_default()
+            "/assets?{}",
+            serde_urlencoded::to_string(query).unwrap_or_default()
         )
     });
+    let (status, notice) = match notice {
+        Some((status, error, message)) => (status, Some((error, message))),
+        None => (StatusCode::OK, None),
+    };
     render(
-        StatusCode::OK,
+        status,
         &AssetsPage {
-            p: Page::new(&user, lang),
+            p: Page::new(user, lang),
             assets: list,
             q: filter.q.unwrap_or_default(),
             next,
+            may_manage: p.role.may(Permission::AssetsManage),
+            notice,
         },
     )
+}
+
+/// `POST /assets/import`: the assets page's import form (an XLSX workbook or a CSV file);
+/// back to the page with how many were imported, or with the first bad row named.
+async fn import_upload(
+    State(state): State<AppState>,
+    user: WebUser,
+    lang: PageLang,
+    multipart: Result<axum::extract::Multipart, axum::extract::multipart::MultipartRejection>,
+) -> Response {
+    let Some(p) = &user.principal else {
+        return see_other("/login");
+    };
+    if !p.role.may(Permission::AssetsManage) {
+        return ApiError::Forbidden.into_response();
+    }
+    let scope = p.role.school_bound().then_some(p.school_id.unwrap_or(-1));
+    let imported = async {
+        let mut multipart = multipart.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+        let mut file = None;
+        while let Some(field) = multipart
+            .next_field()
+            .await
+            .map_err(|e| ApiError::BadRequest(e.body_text()))?
+        {
+            if field.name() == Some("file") {
+                file = Some(
+                    field
+                        .bytes()
+                        .await
+                        .map_err(|e| ApiError::BadRequest(e.body_text()))?,
+                );
+            }
+        }
+        let file = file.filter(|f| !f.is_empty()).ok_or(ApiError::Invalid {
+            field: "file".into(),
+            message: "choose the register's .xlsx or .csv file first".into(),
+        })?;
+        Ok::<usize, ApiError>(
+            crate::desk::register::import(&state.db, &user.actor, &file, scope).await?,
+        )
+    }
+    .await;
+    let notice = match imported {
+        Ok(n) => (StatusCode::OK, false, n.to_string()),
+        Err(e) => (e.status(), true, message(e)),
+    };
+    assets_view(&state, &user, lang, &HashMap::new(), Some(notice)).await
 }
 
 #[derive(Template)]
@@ -1111,14 +1226,36 @@ struct AssetPage {
     a: assets::AssetDetail,
     bookings: Vec<loans::Booking>,
     may_file: bool,
+    /// The change form: the states one may set, and the schools one may move the asset to.
+    may_manage: bool,
+    manual_states: Vec<(&'static str, &'static str)>,
+    schools: Vec<(i64, String)>,
+    error: Option<String>,
 }
 
-/// `GET /assets/{id}`: the asset, its history and its loan calendar; "report a repair".
+impl AssetPage {
+    fn state_name(&self, state: &str) -> &'static str {
+        asset_state_name(self.p.t.desk, state)
+    }
+}
+
+/// `GET /assets/{id}`: the asset, its history and its loan calendar; "report a repair"; the
+/// change form for those who keep the register.
 async fn asset_page(
     State(state): State<AppState>,
     user: WebUser,
     lang: PageLang,
     Path(id): Path<i64>,
+) -> Response {
+    asset_view(&state, &user, lang, id, None).await
+}
+
+async fn asset_view(
+    state: &AppState,
+    user: &WebUser,
+    lang: PageLang,
+    id: i64,
+    error: Option<(StatusCode, String)>,
 ) -> Response {
     let Some(p) = &user.principal else {
         return see_other("/login");
@@ -1134,15 +1271,92 @@ async fn asset_page(
     let bookings = loans::calendar(&state.db, id, now_ms() - 86_400_000)
         .await
         .unwrap_or_default();
+    let page = Page::new(user, lang);
+    let may_manage = p.role.may(Permission::AssetsManage);
+    let schools = if may_manage {
+        crate::schools::list(&state.db, scope)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|s| {
+                let name = match page.lang {
+                    super::i18n::Lang::En => s.name_en,
+                    super::i18n::Lang::Th => s.name_th,
+                };
+                (s.id, format!("{} {name}", s.code))
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let manual_states = assets::MANUAL_STATES
+        .iter()
+        .map(|s| (*s, asset_state_name(page.t.desk, s)))
+        .collect();
+    let (status, error) = match error {
+        Some((status, message)) => (status, Some(message)),
+        None => (StatusCode::OK, None),
+    };
     render(
-        StatusCode::OK,
+        status,
         &AssetPage {
             may_file: p.role.may(Permission::RequestsFile),
-            p: Page::new(&user, lang),
+            p: page,
             a,
             bookings,
+            may_manage,
+            manual_states,
+            schools,
+            error,
         },
     )
+}
+
+/// `POST /assets/{id}`: the asset page's change form; back to the asset, or the asset with the
+/// refusal shown.
+async fn asset_edit(
+    State(state): State<AppState>,
+    user: WebUser,
+    lang: PageLang,
+    Path(id): Path<i64>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let Some(p) = &user.principal else {
+        return see_other("/login");
+    };
+    if !p.role.may(Permission::AssetsManage) {
+        return ApiError::Forbidden.into_response();
+    }
+    let scope = p.role.school_bound().then_some(p.school_id.unwrap_or(-1));
+    let text = |name: &str| form.get(name).map(|v| v.trim().to_owned());
+    let patch = assets::AssetPatch {
+        state: text("state"),
+        school_id: match form.get("school_id").map(|v| v.parse::<i64>()) {
+            Some(Ok(id)) => Some(id),
+            Some(Err(_)) => {
+                let error = (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "school_id: choose a school".into(),
+                );
+                return asset_view(&state, &user, lang, id, Some(error)).await;
+            }
+            None => None,
+        },
+        room: text("room"),
+        custodian: text("custodian"),
+        notes: text("notes"),
+        comment: text("comment"),
+        ..Default::default()
+    };
+    match assets::update(&state.db, &user.actor, id, scope, patch).await {
+        Ok(_) => see_other(&format!("/assets/{id}")),
+        Err(crate::Error::NotFound) => ApiError::NotFound.into_response(),
+        Err(e) => {
+            let e = ApiError::from(e);
+            let error = (e.status(), message(e));
+            asset_view(&state, &user, lang, id, Some(error)).await
+        }
+    }
 }
 
 #[derive(Template)]

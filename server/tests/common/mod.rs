@@ -227,3 +227,21 @@ impl TestServer {
         body["id"].as_i64().unwrap()
     }
 }
+
+/// A multipart/form-data body of `(field, file name, content type, bytes)` parts.
+pub fn multipart(parts: &[(&str, &str, &str, &[u8])]) -> (String, Vec<u8>) {
+    let boundary = "----khetnet-test-boundary-7MA4YWxkTrZu0gW";
+    let mut body = Vec::new();
+    for (field, name, content_type, bytes) in parts {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{name}\"\r\nContent-Type: {content_type}\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
