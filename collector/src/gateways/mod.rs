@@ -71,6 +71,48 @@ pub fn parse(line: &Line<'_>) -> Option<Parsed> {
     PARSERS.iter().find_map(|(_, parser)| parser(line))
 }
 
+/// Strings one of which every line recognised by a parser other than Squid's holds: each
+/// parser's first test looks for one of them in the text (filterlog's also in the app name).
+/// `IN=` stands for netfilter's `IN=` and ` IN=`, `): logged ` and `user ` for RouterOS'
+/// hotspot lines, `DHCPACK`, `DHCPRELEASE` and `DHCP4_` for dhcpd's, dnsmasq's and Kea's.
+/// A parser that tests for anything else first must add its string here (the
+/// `parse_or_whole_agrees` test fails otherwise).
+const MARKERS: [&str; 9] = [
+    "filterlog",
+    "srcip=",
+    "IN=",
+    "proto ",
+    "): logged ",
+    "user ",
+    "DHCPACK",
+    "DHCPRELEASE",
+    "DHCP4_",
+];
+
+/// The same as `parse(line)`, then `parse` of the line with `whole` as its text, but for most
+/// lines at the cost of one search: `whole` is the received line, of which the line's text,
+/// host and app are parts, so a line in which no parser's marker ([`MARKERS`]) occurs can only
+/// be Squid's, whose test is cheap. The syslog decoder calls it for every message.
+pub fn parse_or_whole(line: &Line<'_>, whole: &str) -> Option<Parsed> {
+    static SEARCH: std::sync::OnceLock<aho_corasick::AhoCorasick> = std::sync::OnceLock::new();
+    let search = SEARCH.get_or_init(|| {
+        // Leftmost semantics let it search with SIMD (Teddy) rather than byte by byte.
+        aho_corasick::AhoCorasick::builder()
+            .match_kind(aho_corasick::MatchKind::LeftmostFirst)
+            .build(MARKERS)
+            .expect("the markers are a valid automaton")
+    });
+    let with_whole = Line {
+        text: whole,
+        ..*line
+    };
+    if search.is_match(whole) {
+        parse(line).or_else(|| parse(&with_whole))
+    } else {
+        squid::parse(line).or_else(|| squid::parse(&with_whole))
+    }
+}
+
 /// A fixed string to look for, its searcher built once. Every message goes through every
 /// parser's first test, so that test must be cheap: `str::find` sets up a two-way searcher on
 /// each call, which costs more than the search of a line this short; memchr's `Finder`, built
@@ -367,6 +409,36 @@ pub(crate) mod tests {
         #[test]
         fn never_panics(text in "\\PC{0,200}") {
             let _ = run(parse, None, &text);
+        }
+
+        /// The shortcut gives what both full passes give, for every line whose text, host and
+        /// app are parts of the whole line (as the syslog header parser makes them).
+        #[test]
+        fn parse_or_whole_agrees(
+            whole in "(DHCPACK|DHCPRELEASE|DHCP4_LEASE_ALLOC |DHCP4_RELEASE |\\[hwtype=1 |IN=| IN=|SRC=|DST=|PROTO=|srcip=|dstip=|proto=6 |type=traffic |filterlog|filterlog: |NAT \\(|proto |TCP|\\)|\\(|->|:|,|=|\"| |[0-9.]{1,15}|[a-f0-9:]{1,17}|logged (in|out)|\\): logged in|hotspot|user |lease |on |of |to |via |block|in|4|1795233598.500 |TCP_MISS/200 |GET |http://x/ ){0,30}",
+            cut in 0usize..400,
+            app_at in proptest::option::of((0usize..400, 0usize..20)),
+            host_at in proptest::option::of((0usize..400, 0usize..20)),
+        ) {
+            let boundary = |mut i: usize| {
+                i = i.min(whole.len());
+                while !whole.is_char_boundary(i) {
+                    i -= 1;
+                }
+                i
+            };
+            let part = |at: usize, len: usize| {
+                let start = boundary(at);
+                &whole[start..boundary(start + len).max(start)]
+            };
+            let line = Line {
+                time: TIME.parse().unwrap(),
+                host: host_at.map(|(at, len)| part(at, len)),
+                app: app_at.map(|(at, len)| part(at, len)),
+                text: part(cut, whole.len()),
+            };
+            let full = parse(&line).or_else(|| parse(&Line { text: &whole, ..line }));
+            prop_assert_eq!(parse_or_whole(&line, &whole), full);
         }
 
         #[test]

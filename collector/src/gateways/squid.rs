@@ -16,6 +16,12 @@ use super::{Line, Parsed};
 /// Recognises a native-format access.log line.
 pub fn parse(line: &Line<'_>) -> Option<Parsed> {
     // The time first: most lines are not Squid's, and this rejects them without collecting.
+    // A number starts with a digit or a sign: that much is checked without splitting the line
+    // (every syslog message comes here, twice).
+    let first = line.text.trim_start().bytes().next()?;
+    if !(first.is_ascii_digit() || first == b'+' || first == b'-') {
+        return None;
+    }
     let event_time = epoch_millis(line.text.split_whitespace().next()?)?;
     let f: Vec<&str> = line.text.split_whitespace().collect();
     if f.len() < 7 {

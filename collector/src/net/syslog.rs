@@ -211,6 +211,9 @@ async fn read_stream<S: AsyncRead + AsyncWrite + Unpin>(
     let mut chunk = vec![0u8; 64 * 1024];
     // Set at shutdown: until then, what the sender already sent is still read and stored.
     let mut draining: Option<tokio::time::Instant> = None;
+    // Messages in the last read: the next read's vector is made that large at once, rather
+    // than grown (and copied) by doubling for every read.
+    let mut last_count = 0;
     loop {
         let read = match draining {
             None => tokio::select! {
@@ -242,7 +245,7 @@ async fn read_stream<S: AsyncRead + AsyncWrite + Unpin>(
             .add(input, Some(peer), Count::Bytes, n as u64);
         buf.extend_from_slice(&chunk[..n]);
         let receipt = shared.receipt(input, peer, school.clone());
-        let mut records = Vec::new();
+        let mut records = Vec::with_capacity(last_count + last_count / 8);
         let mut at = 0;
         loop {
             let framed = framer.decode(&buf[at..]);
@@ -256,6 +259,7 @@ async fn read_stream<S: AsyncRead + AsyncWrite + Unpin>(
             at += consumed;
         }
         buf.drain(..at);
+        last_count = records.len();
         let submitted = submit_until(&shared, input, peer, records, draining).await;
         if !submitted {
             return;

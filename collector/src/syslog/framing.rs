@@ -98,7 +98,7 @@ impl Framer {
                 if buf.is_empty() {
                     return Framed::Incomplete;
                 }
-                return match buf.iter().position(|&b| b == b'\n') {
+                return match memchr::memchr(b'\n', buf) {
                     Some(i) => {
                         self.skip = Skip::Nothing;
                         Framed::Skipped { consumed: i + 1 }
@@ -166,7 +166,7 @@ impl Framer {
 
     fn line<'a>(&mut self, buf: &'a [u8]) -> Framed<'a> {
         let window = &buf[..buf.len().min(self.max + 2)];
-        match window.iter().position(|&b| b == b'\n') {
+        match memchr::memchr(b'\n', window) {
             Some(i) => {
                 let message = trim_line_end(&buf[..i]);
                 if message.len() > self.max {

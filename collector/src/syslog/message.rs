@@ -51,24 +51,59 @@ pub fn parse(data: &[u8], received: Timestamp) -> SyslogMessage {
         Ok(text) => (std::borrow::Cow::Borrowed(text), true),
         Err(_) => (String::from_utf8_lossy(data), false),
     };
+    let h = header(&text, received);
+    SyslogMessage {
+        protocol: h.protocol,
+        facility: h.facility,
+        severity: h.severity,
+        timestamp: h.timestamp,
+        hostname: h.hostname.map(str::to_owned),
+        app: h.app.map(str::to_owned),
+        procid: h.procid.map(|p| p.to_string()),
+        msgid: h.msgid.map(str::to_owned),
+        msg: h.msg.to_owned(),
+        utf8,
+    }
+}
+
+/// A message's header as [`parse`] reads it, borrowing from the text: what
+/// [`super::decode`] needs of every message, without copying its fields.
+#[derive(Debug)]
+pub(crate) struct Header<'a> {
+    pub protocol: Protocol,
+    pub facility: Option<u8>,
+    pub severity: Option<u8>,
+    pub timestamp: Option<Timestamp>,
+    /// Never holds a comma (see [`parse`]).
+    pub hostname: Option<&'a str>,
+    pub app: Option<&'a str>,
+    pub procid: Option<syslog_loose::ProcId<&'a str>>,
+    pub msgid: Option<&'a str>,
+    /// The message text, a part of `text` (a byte-order mark before it left out).
+    pub msg: &'a str,
+}
+
+/// Reads the header of `text` received at `received`; every field borrows from `text`.
+pub(crate) fn header(text: &str, received: Timestamp) -> Header<'_> {
     let bangkok = FixedOffset::east_opt(BANGKOK_OFFSET_SECS).expect("+07:00 is a valid offset");
     let (year, month) = bangkok_year_month(received);
     let get_year = move |(msg_month, ..): IncompleteDate| nearest_year(year, month, msg_month);
-    let mut parsed =
-        syslog_loose::parse_message_with_year_tz(&text, get_year, Some(bangkok), Variant::Either);
+    let loose = |text| {
+        if surely_headerless(text) {
+            unparsed(text)
+        } else {
+            syslog_loose::parse_message_with_year_tz(text, get_year, Some(bangkok), Variant::Either)
+        }
+    };
+    let mut parsed = loose(text);
     // A PRI followed by no header syslog_loose knows (FortiOS' default format:
     // `<189>date=... time=...`): take the PRI and read the rest on its own.
     let mut pri = None;
     if parsed.facility.is_none()
-        && let Some((value, rest)) = leading_pri(&text)
+        && let Some((value, rest)) = leading_pri(text)
     {
         pri = Some(value);
-        parsed = syslog_loose::parse_message_with_year_tz(
-            rest,
-            get_year,
-            Some(bangkok),
-            Variant::Either,
-        );
+        parsed = loose(rest);
     }
     let protocol = match parsed.protocol {
         syslog_loose::Protocol::RFC3164 => Protocol::Rfc3164,
@@ -79,23 +114,75 @@ pub fn parse(data: &[u8], received: Timestamp) -> SyslogMessage {
         Timestamp::new(t.timestamp(), nanos).ok()
     });
     let msg = parsed.msg.strip_prefix('\u{feff}').unwrap_or(parsed.msg);
-    SyslogMessage {
+    Header {
         protocol,
         facility: parsed.facility.map(|f| f as u8).or(pri.map(|p| p >> 3)),
         severity: parsed.severity.map(|s| s as u8).or(pri.map(|p| p & 7)),
         timestamp,
         // RouterOS sends no hostname; its topics (`firewall,info`) land in that place. A comma
         // is never part of a hostname, so such a value is not one.
-        hostname: parsed
-            .hostname
-            .filter(|h| !h.contains(','))
-            .map(str::to_owned),
-        app: parsed.appname.map(str::to_owned),
-        procid: parsed.procid.map(|p| p.to_string()),
-        msgid: parsed.msgid.map(str::to_owned),
-        msg: msg.to_owned(),
-        utf8,
+        hostname: parsed.hostname.filter(|h| !h.contains(',')),
+        app: parsed.appname,
+        procid: parsed.procid,
+        msgid: parsed.msgid,
+        msg,
     }
+}
+
+/// What syslog_loose makes of a text it cannot read a header from: no field but the text.
+fn unparsed(text: &str) -> syslog_loose::Message<&str> {
+    syslog_loose::Message {
+        protocol: syslog_loose::Protocol::RFC3164,
+        facility: None,
+        severity: None,
+        timestamp: None,
+        hostname: None,
+        appname: None,
+        procid: None,
+        msgid: None,
+        structured_data: Vec::new(),
+        msg: text,
+    }
+}
+
+/// Whether syslog_loose surely reads no header from `text` (it would return [`unparsed`]),
+/// told without running it: after an optional `<PRI>` comes a word that starts with a digit,
+/// is not all digits (so not RFC 5424's version), and has no time-zone offset (`Z` or a third
+/// `-`) or no space after it (so not RFC 3339); a month name (RFC 3164) starts with a letter.
+/// syslog_loose takes such a text through every timestamp form it knows, each failure
+/// allocating its error message, and the caller then tries the text again without its PRI:
+/// loggen's `<38>2026-11-21T17:05:05 host ...` cost twice as much to parse as a line with a
+/// header. `false` means "not sure"; the `surely_headerless_is_sure` test checks the rest.
+fn surely_headerless(text: &str) -> bool {
+    let text = text.trim();
+    let rest = match text.strip_prefix('<') {
+        Some(after) => {
+            let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+            if !(1..=3).contains(&digits) || after.as_bytes().get(digits) != Some(&b'>') {
+                return false;
+            }
+            &after[digits + 1..]
+        }
+        None => text,
+    };
+    if !rest.as_bytes().first().is_some_and(u8::is_ascii_digit) {
+        return false;
+    }
+    // Byte by byte: the word is short, and `str`'s char patterns cost more than the search.
+    let bytes = rest.as_bytes();
+    let word_end = bytes
+        .iter()
+        .position(|&b| b == b' ' || b == b'\t')
+        .unwrap_or(bytes.len());
+    if bytes[..word_end].iter().all(u8::is_ascii_digit) {
+        return false;
+    }
+    let Some(space) = memchr::memchr(b' ', bytes) else {
+        return true;
+    };
+    let token = &bytes[..space];
+    !token.iter().any(|&b| matches!(b, b'Z' | b'z' | b'+'))
+        && token.iter().filter(|&&b| b == b'-').count() <= 2
 }
 
 /// `<PRI>` at the start of `text` (0..=191), and what follows it.
@@ -236,6 +323,11 @@ mod tests {
     #[test]
     fn no_header() {
         check("just text", "Rfc3164|-|-|-|-|just text");
+        // loggen's lines: an RFC 3339 time without a zone is no header syslog_loose knows.
+        check(
+            "<38>2026-11-21T17:05:05 localhost prg00000[1234]: seq: 0000000000, thread: 0000",
+            "Rfc3164|4.6|-|-|-|2026-11-21T17:05:05 localhost prg00000[1234]: seq: 0000000000, thread: 0000",
+        );
         check("", "Rfc3164|-|-|-|-|");
     }
 
@@ -261,6 +353,19 @@ mod tests {
         fn never_panics(input in proptest::collection::vec(any::<u8>(), 0..300), secs in 0i64..4_000_000_000) {
             let m = parse(&input, Timestamp::from_second(secs).unwrap());
             prop_assert_eq!(m.utf8, std::str::from_utf8(&input).is_ok());
+        }
+
+        /// Where the shortcut says syslog_loose reads no header, it reads none.
+        #[test]
+        fn surely_headerless_is_sure(input in "[ ]?(<[0-9]{1,4}>|<x>|<>)?[ \t]?([0-9]{1,5}|-|[0-9]{4}-[0-9]{2}-[0-9]{2}([Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2})?(\\.[0-9]{1,9})?)?([Zz]|[+-][0-9]{2}(:?[0-9]{2})?|UTC|GMT| GMT| \\+0700)?|[A-Za-z]{3} [0-9 ][0-9] [0-9:]{8})([ \t][ -~]{0,40})?") {
+            let received: Timestamp = "2026-11-21T04:00:00Z".parse().unwrap();
+            let bangkok = FixedOffset::east_opt(BANGKOK_OFFSET_SECS).unwrap();
+            let (year, month) = bangkok_year_month(received);
+            let get_year = move |(m, ..): IncompleteDate| nearest_year(year, month, m);
+            if surely_headerless(&input) {
+                let loose = syslog_loose::parse_message_with_year_tz(&input, get_year, Some(bangkok), Variant::Either);
+                prop_assert_eq!(loose, unparsed(&input));
+            }
         }
 
         #[test]

@@ -33,26 +33,22 @@ pub const REASON_OVERSIZED: &str = "frame longer than the maximum; only its head
 /// header's, else the receive time. Never fails: unrecognised or non-UTF-8 messages become raw
 /// records with the bytes kept whole and the reason.
 pub fn decode(data: &[u8], receipt: &Receipt) -> Record {
-    let message = parse(data, receipt.receive_time);
-    let header_time = message.timestamp;
-    if !message.utf8 {
+    let Ok(text) = std::str::from_utf8(data) else {
+        let header_time = parse(data, receipt.receive_time).timestamp;
         return receipt.raw(header_time, RAW_PROTOCOL, data, Some(REASON_NOT_UTF8));
-    }
-    let mut line = Line {
+    };
+    let header = message::header(text, receipt.receive_time);
+    let header_time = header.timestamp;
+    let line = Line {
         time: header_time.unwrap_or(receipt.receive_time),
-        host: message.hostname.as_deref(),
-        app: message.app.as_deref(),
-        text: &message.msg,
+        host: header.hostname,
+        app: header.app,
+        text: header.msg,
     };
     // RFC 3164 has no reliable end of the tag: a loose parser can take part of a gateway's
     // text for the tag (RouterOS hotspot: `student1 (10.5.50.9): logged in`). So when the
     // message text matches nothing, the parsers get the whole line.
-    let parsed = gateways::parse(&line).or_else(|| {
-        let whole = std::str::from_utf8(data).ok()?;
-        line.text = whole;
-        gateways::parse(&line)
-    });
-    match parsed {
+    match gateways::parse_or_whole(&line, text) {
         Some(parsed) => receipt.record(parsed.event_time.or(header_time), parsed.body),
         None => receipt.raw(header_time, RAW_PROTOCOL, data, Some(REASON_UNRECOGNISED)),
     }
