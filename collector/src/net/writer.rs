@@ -1,8 +1,8 @@
 //! The writer stage: one task that gathers the records of every input into batches and appends
 //! them to the store on a blocking thread.
 //!
-//! Inputs hand records over through one channel, bounded in batches and in records
-//! ([`QUEUE_RECORDS`]). When it is full (the store is slower than the inputs), [`Writer::send`]
+//! Inputs hand records over through one channel, bounded in batches and in the memory its
+//! records take ([`QUEUE_BYTES`]). When it is full (the store is slower than the inputs), [`Writer::send`]
 //! and [`Writer::append`] wait: TCP, TLS and RELP stop reading and the sender's own buffer holds
 //! the rest; RADIUS stops answering and the client retries.
 //! UDP cannot be held back, so [`Writer::try_send`] hands the records back and the input counts
@@ -26,10 +26,13 @@ pub const QUEUE_BATCHES: usize = 1024;
 /// Records appended to the store in one call, at most.
 pub const MAX_BATCH_RECORDS: usize = 8 * 1024;
 
-/// Records queued or being appended, at most: this bounds the collector's memory while the
-/// store is slower than the inputs (a record takes a few hundred bytes; a 200-byte syslog line
-/// kept raw about 600), whatever the size of each input's batches.
-pub const QUEUE_RECORDS: usize = 2 * MAX_BATCH_RECORDS;
+/// Bytes of records queued or being appended, at most (as [`footprint`] counts them): this
+/// bounds the collector's memory while the store is slower than the inputs, whatever the size
+/// of each input's batches. Counted in bytes rather than records, so that small records (a
+/// flow takes about 380 bytes, a 200-byte syslog line kept raw about 600) get the room their
+/// size allows: a UDP input drops what does not fit while an append runs. 12 MiB hold 20 Ki
+/// such syslog records (16 Ki when the room was counted in records) or 32 Ki flows.
+pub const QUEUE_BYTES: usize = 12 << 20;
 
 /// How often the store's housekeeping (signing, sealing, the CLI's inbox) runs when idle.
 const TICK: Duration = Duration::from_secs(5);
@@ -40,7 +43,7 @@ const RETRY: Duration = Duration::from_secs(1);
 struct Batch {
     records: Vec<Record>,
     ack: Option<oneshot::Sender<bool>>,
-    /// The batch's share of [`QUEUE_RECORDS`], given back once it is appended.
+    /// The batch's share of [`QUEUE_BYTES`], given back once it is appended.
     room: OwnedSemaphorePermit,
 }
 
@@ -77,7 +80,7 @@ impl Writer {
     ) -> (Writer, WriterTask) {
         let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
         let handle = tokio::spawn(write_loop(store, sources, rx, abandon));
-        let room = Arc::new(Semaphore::new(QUEUE_RECORDS));
+        let room = Arc::new(Semaphore::new(QUEUE_BYTES));
         (Writer { tx, room }, WriterTask { handle })
     }
 
@@ -86,7 +89,7 @@ impl Writer {
     /// For tests of flow control.
     pub fn stalled(capacity: usize) -> (Writer, StalledQueue) {
         let (tx, rx) = mpsc::channel(capacity);
-        let room = Arc::new(Semaphore::new(QUEUE_RECORDS));
+        let room = Arc::new(Semaphore::new(QUEUE_BYTES));
         (Writer { tx, room }, StalledQueue { rx })
     }
 
@@ -150,10 +153,28 @@ impl Writer {
     }
 }
 
-/// The permits `records` take of [`QUEUE_RECORDS`]: one per record, all of them for a batch
+/// The permits `records` take of [`QUEUE_BYTES`]: one per byte, all of them for a batch
 /// larger than that (it then waits for an empty queue).
 fn share(records: &[Record]) -> u32 {
-    records.len().clamp(1, QUEUE_RECORDS) as u32
+    let bytes: usize = records.iter().map(footprint).sum();
+    bytes.clamp(1, QUEUE_BYTES) as u32
+}
+
+/// About what `record` takes in memory: the record itself and what its body and school hold
+/// on the heap (each allocation with the allocator's 16 bytes). The bodies other than raw hold
+/// a few short strings at most, counted as 64 bytes.
+pub fn footprint(record: &Record) -> usize {
+    let heap = |len: usize| if len == 0 { 0 } else { len + 16 };
+    let school = record.school.as_ref().map_or(0, |s| heap(s.len()));
+    let body = match &record.body {
+        Body::Raw(raw) => {
+            heap(raw.data.len())
+                + heap(raw.protocol.len())
+                + raw.reason.as_ref().map_or(0, |r| heap(r.len()))
+        }
+        _ => 64,
+    };
+    std::mem::size_of::<Record>() + school + body
 }
 
 /// The other end of [`Writer::stalled`].
@@ -308,5 +329,55 @@ async fn append(
             _ = tokio::time::sleep(RETRY) => {}
             _ = abandon.cancelled() => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use khetnet_retention::record::{Flow, Origin, Raw};
+
+    fn record(body: Body) -> Record {
+        Record {
+            event_time: jiff::Timestamp::UNIX_EPOCH,
+            receive_time: jiff::Timestamp::UNIX_EPOCH,
+            origin: Origin {
+                input: Input::SyslogTcp,
+                peer: Some("10.1.0.1".parse().unwrap()),
+                import_sha256: None,
+            },
+            school: None,
+            body,
+        }
+    }
+
+    /// The queue's room in bytes holds more flows than raw syslog lines, and at least as many
+    /// raw 200-byte lines as the 16 Ki records it held when it was counted in records.
+    #[test]
+    fn footprint_follows_what_a_record_holds() {
+        let raw = record(Body::Raw(Raw {
+            protocol: "syslog".into(),
+            data: vec![b'x'; 200],
+            reason: Some(crate::syslog::REASON_UNRECOGNISED.into()),
+        }));
+        let flow = record(Body::Flow(Flow {
+            protocol: 6,
+            src_ip: "10.0.0.5".parse().unwrap(),
+            src_port: Some(1),
+            dst_ip: "1.2.3.4".parse().unwrap(),
+            dst_port: Some(443),
+            bytes: Some(1),
+            packets: Some(1),
+            start: None,
+            end: None,
+            exporter: None,
+            nat_src_ip: None,
+            nat_src_port: None,
+            action: None,
+            user: None,
+        }));
+        let (raw, flow) = (footprint(&raw), footprint(&flow));
+        assert!(flow < raw && raw < 700, "raw {raw}, flow {flow}");
+        assert!(QUEUE_BYTES / raw >= 2 * MAX_BATCH_RECORDS, "raw {raw}");
     }
 }
