@@ -10,8 +10,8 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
@@ -136,13 +136,47 @@ struct Seen {
 /// The counts of one input, in [`COUNTS`] order.
 type Counts = [u64; COUNTS.len()];
 
+/// One (input, source)'s counts and its metrics handles, each made at its first count:
+/// counting is then an atomic add and an increment, with no lock held and no label built.
+#[derive(Debug)]
+struct SourceCounts {
+    input: Input,
+    label: String,
+    counts: [AtomicU64; COUNTS.len()],
+    metrics: [std::sync::OnceLock<metrics::Counter>; COUNTS.len()],
+}
+
+impl SourceCounts {
+    fn new(input: Input, source: IpAddr) -> SourceCounts {
+        SourceCounts {
+            input,
+            label: source.to_string(),
+            counts: Default::default(),
+            metrics: Default::default(),
+        }
+    }
+
+    fn add(&self, i: usize, n: u64) {
+        self.counts[i].fetch_add(n, Ordering::Relaxed);
+        self.metrics[i]
+            .get_or_init(|| {
+                metrics::counter!(COUNTS[i].metric(), "input" => input_name(self.input), "source" => self.label.clone())
+            })
+            .increment(n);
+    }
+
+    fn load(&self) -> Counts {
+        std::array::from_fn(|i| self.counts[i].load(Ordering::Relaxed))
+    }
+}
+
 /// The allow-list, the counters and when each source was last heard.
 #[derive(Debug)]
 pub struct Sources {
     allow: AllowList,
     counts: [[AtomicU64; COUNTS.len()]; INPUTS.len()],
     seen: Mutex<HashMap<IpAddr, Seen>>,
-    per_source: Mutex<HashMap<(Input, IpAddr), Counts>>,
+    per_source: RwLock<HashMap<(Input, IpAddr), Arc<SourceCounts>>>,
     refused: Mutex<HashMap<(Input, IpAddr), (u64, Timestamp)>>,
     started: Instant,
 }
@@ -153,7 +187,7 @@ impl Sources {
             allow,
             counts: Default::default(),
             seen: Mutex::new(HashMap::new()),
-            per_source: Mutex::new(HashMap::new()),
+            per_source: RwLock::new(HashMap::new()),
             refused: Mutex::new(HashMap::new()),
             started: Instant::now(),
         }
@@ -212,15 +246,29 @@ impl Sources {
         self.counts[index(input)][i].fetch_add(n, Ordering::Relaxed);
         match source {
             Some(source) => {
-                self.per_source
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .entry((input, source))
-                    .or_default()[i] += n;
-                metrics::counter!(count.metric(), "input" => input_name(input), "source" => source.to_string()).increment(n)
+                self.source_counts(input, source).add(i, n);
             }
             None => metrics::counter!(count.metric(), "input" => input_name(input)).increment(n),
         }
+    }
+
+    /// The counts of `source` on `input`, made on first use.
+    fn source_counts(&self, input: Input, source: IpAddr) -> Arc<SourceCounts> {
+        let key = (input, source);
+        if let Some(counts) = self
+            .per_source
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            return counts.clone();
+        }
+        self.per_source
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key)
+            .or_insert_with(|| Arc::new(SourceCounts::new(input, source)))
+            .clone()
     }
 
     /// The counts of `input` so far, as the snapshot shows them.
@@ -234,19 +282,21 @@ impl Sources {
     pub fn get_source(&self, input: Input, source: IpAddr, count: Count) -> u64 {
         let i = COUNTS.iter().position(|c| *c == count).unwrap_or(0);
         self.per_source
-            .lock()
+            .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(&(input, source))
-            .map_or(0, |c| c[i])
+            .map_or(0, |c| c.counts[i].load(Ordering::Relaxed))
     }
 
     /// Every source's counts, by input and address.
     pub fn source_tallies(&self) -> Vec<SourceCounters> {
-        let per_source = self
+        let per_source: Vec<((Input, IpAddr), Counts)> = self
             .per_source
-            .lock()
+            .read()
             .unwrap_or_else(|p| p.into_inner())
-            .clone();
+            .iter()
+            .map(|(key, counts)| (*key, counts.load()))
+            .collect();
         let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         let mut out: Vec<SourceCounters> = per_source
             .into_iter()
