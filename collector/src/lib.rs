@@ -60,20 +60,20 @@ impl Receipt {
         }
     }
 
-    /// A raw record keeping `data` exactly as received.
+    /// A raw record keeping `data` exactly as received; a constant `reason` is not copied.
     pub fn raw(
         &self,
         event_time: Option<Timestamp>,
-        protocol: &str,
+        protocol: &'static str,
         data: &[u8],
-        reason: Option<&str>,
+        reason: Option<impl Into<std::borrow::Cow<'static, str>>>,
     ) -> Record {
         self.record(
             event_time,
             Body::Raw(Raw {
-                protocol: protocol.to_owned(),
+                protocol: protocol.into(),
                 data: data.to_vec(),
-                reason: reason.map(str::to_owned),
+                reason: reason.map(Into::into),
             }),
         )
     }

@@ -159,7 +159,7 @@ impl FlowDecoder {
         self.counters.missing_template += missing;
         if let Some(reason) = reason {
             self.counters.malformed += 1;
-            records.push(receipt.raw(None, RAW_PROTOCOL, datagram, Some(&reason)));
+            records.push(receipt.raw(None, RAW_PROTOCOL, datagram, Some(reason)));
         }
         records
     }

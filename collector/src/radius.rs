@@ -122,7 +122,7 @@ pub enum Outcome {
 /// Decodes one datagram from a RADIUS client whose shared secret is `secret`.
 pub fn decode(packet: &[u8], secret: &[u8], receipt: &Receipt) -> Outcome {
     let malformed = |reason: String| Outcome::Malformed {
-        record: receipt.raw(None, RAW_PROTOCOL, packet, Some(&reason)),
+        record: receipt.raw(None, RAW_PROTOCOL, packet, Some(reason.clone())),
         reason,
     };
     let len = match check(packet) {
@@ -167,7 +167,7 @@ pub fn decode(packet: &[u8], secret: &[u8], receipt: &Receipt) -> Outcome {
                 None => "no Acct-Status-Type".to_owned(),
                 Some(_) => "no User-Name".to_owned(),
             };
-            receipt.raw(event_time, RAW_PROTOCOL, packet, Some(&reason))
+            receipt.raw(event_time, RAW_PROTOCOL, packet, Some(reason))
         }
     };
     let response = request.response(secret);

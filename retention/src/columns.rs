@@ -470,7 +470,11 @@ impl<'a> Encoder<'a> {
                 self.str(C_STR, &x.protocol);
                 put_varint(&mut self.cols[C_DATA], x.data.len() as u128);
                 self.cols[C_DATA].extend_from_slice(&x.data);
-                self.opt_str(C_STR, &x.reason);
+                let reason = x
+                    .reason
+                    .as_deref()
+                    .map_or(0, |s| u64::from(self.str_index(s)) + 1);
+                self.num(C_STR, reason);
             }
             Body::Access(a) => {
                 self.u8(C_KIND, 7);
@@ -1030,13 +1034,13 @@ impl<'a> Decoder<'a> {
                 server_ip: self.opt_ip(C_DST)?,
             }),
             6 => Body::Raw(Raw {
-                protocol: self.str(C_STR)?,
+                protocol: self.str(C_STR)?.into(),
                 data: {
                     let n = usize::try_from(self.cols[C_DATA].varint()?)
                         .map_err(|_| "impossible data length")?;
                     self.cols[C_DATA].take(n)?.to_vec()
                 },
-                reason: self.opt_str(C_STR)?,
+                reason: self.opt_str(C_STR)?.map(Into::into),
             }),
             7 => Body::Access(Access {
                 actor: self.str(C_USER)?,

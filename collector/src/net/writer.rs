@@ -29,9 +29,9 @@ pub const MAX_BATCH_RECORDS: usize = 8 * 1024;
 /// Bytes of records queued or being appended, at most (as [`footprint`] counts them): this
 /// bounds the collector's memory while the store is slower than the inputs, whatever the size
 /// of each input's batches. Counted in bytes rather than records, so that small records (a
-/// flow takes about 380 bytes, a 200-byte syslog line kept raw about 600) get the room their
-/// size allows: a UDP input drops what does not fit while an append runs. 12 MiB hold 20 Ki
-/// such syslog records (16 Ki when the room was counted in records) or 32 Ki flows.
+/// flow takes about 380 bytes, a 200-byte syslog line kept raw about 540) get the room their
+/// size allows: a UDP input drops what does not fit while an append runs. 12 MiB hold about
+/// 23 Ki such syslog records (16 Ki when the room was counted in records) or 32 Ki flows.
 pub const QUEUE_BYTES: usize = 12 << 20;
 
 /// How often the store's housekeeping (signing, sealing, the CLI's inbox) runs when idle.
@@ -165,12 +165,14 @@ fn share(records: &[Record]) -> u32 {
 /// a few short strings at most, counted as 64 bytes.
 pub fn footprint(record: &Record) -> usize {
     let heap = |len: usize| if len == 0 { 0 } else { len + 16 };
+    let text = |s: &std::borrow::Cow<'static, str>| match s {
+        std::borrow::Cow::Borrowed(_) => 0,
+        std::borrow::Cow::Owned(s) => heap(s.len()),
+    };
     let school = record.school.as_ref().map_or(0, |s| heap(s.len()));
     let body = match &record.body {
         Body::Raw(raw) => {
-            heap(raw.data.len())
-                + heap(raw.protocol.len())
-                + raw.reason.as_ref().map_or(0, |r| heap(r.len()))
+            heap(raw.data.len()) + text(&raw.protocol) + raw.reason.as_ref().map_or(0, text)
         }
         _ => 64,
     };
