@@ -10,7 +10,8 @@
 #
 # Environment: ASSETS, REQUESTS, DURATION (wrk -d, per endpoint), CONNECTIONS (wrk -c),
 # ENGINES ("sqlite postgres"), PG_URL (a PostgreSQL server where the script may create and
-# drop a database; postgres://postgres@127.0.0.1:5432), KEEP=1 keeps the temp dir.
+# drop a database; postgres://postgres@127.0.0.1:5432), KEEP=1 keeps the temp dir and the
+# PostgreSQL database, REUSE=DIR runs on the databases a KEEP=1 run left in DIR (no seeding).
 # Needs: cargo, curl, python3, psql (for PostgreSQL); installs wrk from apt when missing.
 set -euo pipefail
 
@@ -35,15 +36,26 @@ cargo build --release -p khetnet-server --bin khetnet >&2
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 khetnet="$target_dir/release/khetnet"
 
-work=$(mktemp -d /tmp/khetnet-desk-bench.XXXXXX)
-pg_db="khetnet_desk_bench_$$"
+if [[ -n "${REUSE:-}" ]]; then
+    work=$REUSE
+    pg_db=$(cat "$work/pg_db")
+    KEEP=1
+else
+    work=$(mktemp -d /tmp/khetnet-desk-bench.XXXXXX)
+    pg_db="khetnet_desk_bench_$$"
+    echo "$pg_db" >"$work/pg_db"
+fi
 server_pid=""
 cleanup() {
     if [[ -n "$server_pid" ]]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
-    if [[ " $ENGINES " == *" postgres "* ]]; then
-        psql "$PG_URL/postgres" -qc "DROP DATABASE IF EXISTS $pg_db" >/dev/null 2>&1 || true
+    if [[ "${KEEP:-0}" != 1 ]]; then
+        if [[ " $ENGINES " == *" postgres "* ]]; then
+            psql "$PG_URL/postgres" -qc "DROP DATABASE IF EXISTS $pg_db" >/dev/null 2>&1 || true
+        fi
+        rm -rf "$work"
+    else
+        echo "kept $work (PostgreSQL database $pg_db); REUSE=$work runs on them again" >&2
     fi
-    if [[ "${KEEP:-0}" != 1 ]]; then rm -rf "$work"; else echo "kept $work" >&2; fi
 }
 trap cleanup EXIT
 
@@ -76,6 +88,7 @@ lua_script() { # file token path...
 
 results="$work/results.tsv"
 : >"$results"
+[[ -n "${REUSE:-}" ]] || : >"$work/seed.tsv"
 
 # Runs wrk on one named endpoint: name token path...
 drive() {
@@ -106,18 +119,18 @@ for engine in $ENGINES; do
     mkdir -p "$work/$engine"
     case $engine in
     sqlite) url="sqlite:$work/$engine/khetnet.db" ;;
-    postgres)
-        psql "$PG_URL/postgres" -qc "CREATE DATABASE $pg_db" >/dev/null
-        url="$PG_URL/$pg_db"
-        ;;
+    postgres) url="$PG_URL/$pg_db" ;;
     *) echo "unknown engine $engine" >&2; exit 2 ;;
     esac
-    echo "== $engine: seeding $ASSETS assets and $REQUESTS requests" >&2
-    seed_start=$(date +%s)
-    "$khetnet" seed-desk --database "$url" --assets "$ASSETS" --requests "$REQUESTS" --password "$PASSWORD"
-    seed_s=$(($(date +%s) - seed_start))
-    echo "$engine: seeded in ${seed_s}s" >&2
-    printf '%s\tseed\t%s\n' "$engine" "$seed_s" >>"$work/seed.tsv"
+    if [[ -z "${REUSE:-}" ]]; then
+        [[ $engine != postgres ]] || psql "$PG_URL/postgres" -qc "CREATE DATABASE $pg_db" >/dev/null
+        echo "== $engine: seeding $ASSETS assets and $REQUESTS requests" >&2
+        seed_start=$(date +%s)
+        "$khetnet" seed-desk --database "$url" --assets "$ASSETS" --requests "$REQUESTS" --password "$PASSWORD"
+        seed_s=$(($(date +%s) - seed_start))
+        echo "$engine: seeded in ${seed_s}s" >&2
+        printf '%s\tseed\t%s\n' "$engine" "$seed_s" >>"$work/seed.tsv"
+    fi
 
     port=$(free_port)
     base="http://127.0.0.1:$port"
