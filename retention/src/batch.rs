@@ -167,24 +167,57 @@ pub fn head_message(seq: u64, hash: &Hash, records: u64, at: Timestamp) -> Vec<u
 
 /// Encodes a batch as a frame; returns the frame and the batch's hash.
 pub fn encode(batch: &Batch) -> Result<(Vec<u8>, Hash)> {
-    let body = crate::columns::encode(batch).map_err(|source| Error::Encode {
-        what: "batch",
-        source,
+    let content = encode_content(&batch.content, batch.written_at)?;
+    frame(
+        batch.seq,
+        &batch.prev,
+        batch.written_at,
+        batch.first_record,
+        &content,
+    )
+}
+
+/// The part of a body that does not depend on the batch's place in the chain (see
+/// [`crate::columns::encode_content`]): the costly part of encoding, which needs no lock.
+pub fn encode_content(content: &Content, written_at: Timestamp) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    crate::columns::encode_content(&mut out, content, written_at).map_err(|source| {
+        Error::Encode {
+            what: "batch",
+            source,
+        }
     })?;
-    if body.len() > MAX_BODY {
+    Ok(out)
+}
+
+/// The frame of the batch at `seq` after `prev` whose content was encoded (with the same
+/// `written_at`) by [`encode_content`]; returns the frame and the batch's hash.
+pub fn frame(
+    seq: u64,
+    prev: &Hash,
+    written_at: Timestamp,
+    first_record: u64,
+    content: &[u8],
+) -> Result<(Vec<u8>, Hash)> {
+    let mut header = Vec::with_capacity(64);
+    crate::columns::encode_header(&mut header, seq, prev, written_at, first_record);
+    let len = header.len() + content.len();
+    if len > MAX_BODY {
         return Err(Error::invalid(
             "batch",
-            format!(
-                "{} bytes encoded, more than {MAX_BODY}; append fewer records at once",
-                body.len()
-            ),
+            format!("{len} bytes encoded, more than {MAX_BODY}; append fewer records at once"),
         ));
     }
-    let hash: Hash = Sha256::digest(&body).into();
-    let mut frame = Vec::with_capacity(body.len() + FRAME_OVERHEAD);
+    let hash: Hash = Sha256::new()
+        .chain_update(&header)
+        .chain_update(content)
+        .finalize()
+        .into();
+    let mut frame = Vec::with_capacity(len + FRAME_OVERHEAD);
     frame.extend_from_slice(MAGIC);
-    frame.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    frame.extend_from_slice(&body);
+    frame.extend_from_slice(&(len as u32).to_le_bytes());
+    frame.extend_from_slice(&header);
+    frame.extend_from_slice(content);
     frame.extend_from_slice(&hash);
     Ok((frame, hash))
 }

@@ -149,35 +149,60 @@ fn shifted(base: i128, code: u128) -> Result<i128, String> {
         .ok_or_else(|| "a time is out of range".into())
 }
 
-/// Encodes a batch body.
+/// Encodes a batch body (the store encodes it in two parts: [`encode_content`] and then,
+/// under its lock, [`encode_header`]).
+#[cfg(test)]
 pub fn encode(b: &Batch) -> Result<Vec<u8>, serde_json::Error> {
     let mut out = Vec::with_capacity(64);
-    out.extend_from_slice(&b.seq.to_le_bytes());
-    out.extend_from_slice(&b.prev);
-    put_varint(&mut out, zigzag(b.written_at.as_nanosecond()));
-    put_varint(&mut out, u128::from(b.first_record));
+    encode_header(&mut out, b.seq, &b.prev, b.written_at, b.first_record);
+    encode_content(&mut out, &b.content, b.written_at)?;
+    Ok(out)
+}
+
+/// The start of a body: where the batch sits in the chain and when it was written.
+pub fn encode_header(
+    out: &mut Vec<u8>,
+    seq: u64,
+    prev: &Hash,
+    written_at: Timestamp,
+    first_record: u64,
+) {
+    out.extend_from_slice(&seq.to_le_bytes());
+    out.extend_from_slice(prev);
+    put_varint(out, zigzag(written_at.as_nanosecond()));
+    put_varint(out, u128::from(first_record));
+}
+
+/// The rest of a body: the content's tag and the content. It depends on `written_at` (the
+/// first record's event time is a delta from it) but not on the batch's place in the chain, so
+/// it can be encoded before that place is known.
+pub fn encode_content(
+    out: &mut Vec<u8>,
+    content: &Content,
+    written_at: Timestamp,
+) -> Result<(), serde_json::Error> {
     let json =
         |out: &mut Vec<u8>, tag: u8, v: &dyn erased::Json| -> Result<(), serde_json::Error> {
             out.push(tag);
             v.write(out)
         };
-    match &b.content {
+    match content {
         Content::Records { records } => {
             out.push(TAG_RECORDS);
-            let mut enc = Encoder::new(b.written_at);
+            let mut enc = Encoder::new(written_at);
             enc.source_table(records);
             for r in records {
                 enc.record(r);
             }
-            put_varint(&mut out, records.len() as u128);
-            enc.finish(&mut out);
+            put_varint(out, records.len() as u128);
+            enc.finish(out);
         }
-        Content::HoldAdd(h) => json(&mut out, TAG_HOLD_ADD, h)?,
-        Content::HoldRelease(h) => json(&mut out, TAG_HOLD_RELEASE, h)?,
-        Content::Tombstone(t) => json(&mut out, TAG_TOMBSTONE, t)?,
-        Content::Signature(s) => json(&mut out, TAG_SIGNATURE, s)?,
+        Content::HoldAdd(h) => json(out, TAG_HOLD_ADD, h)?,
+        Content::HoldRelease(h) => json(out, TAG_HOLD_RELEASE, h)?,
+        Content::Tombstone(t) => json(out, TAG_TOMBSTONE, t)?,
+        Content::Signature(s) => json(out, TAG_SIGNATURE, s)?,
     }
-    Ok(out)
+    Ok(())
 }
 
 mod erased {
@@ -257,8 +282,16 @@ struct Encoder<'a> {
     cols: Vec<Vec<u8>>,
     dict: HashMap<&'a str, u32, Fast>,
     sources: HashMap<Source<'a>, u32, Fast>,
+    /// The last strings looked up, by address and length: a raw record's protocol and reason
+    /// are the same constants in every record, and finding them here skips hashing them.
+    recent: [((usize, usize), u32); RECENT],
+    /// The previous record's source and its index (records come in runs from one source).
+    last_source: Option<(Source<'a>, u32)>,
     last_event: i128,
 }
+
+/// Slots of [`Encoder::recent`], a power of two.
+const RECENT: usize = 4;
 
 impl<'a> Encoder<'a> {
     fn new(written_at: Timestamp) -> Encoder<'a> {
@@ -266,6 +299,9 @@ impl<'a> Encoder<'a> {
             cols: vec![Vec::new(); COLUMNS],
             dict: HashMap::default(),
             sources: HashMap::default(),
+            // No string has `usize::MAX` bytes: these slots match nothing.
+            recent: [((0, usize::MAX), 0); RECENT],
+            last_source: None,
             last_event: written_at.as_nanosecond(),
         }
     }
@@ -319,12 +355,20 @@ impl<'a> Encoder<'a> {
     }
 
     fn str_index(&mut self, s: &'a str) -> u32 {
+        // The same address and length are the same bytes while the records are borrowed.
+        let key = (s.as_ptr() as usize, s.len());
+        let slot = (key.0 >> 4) & (RECENT - 1);
+        if self.recent[slot].0 == key {
+            return self.recent[slot].1;
+        }
         let next = self.dict.len() as u32;
-        *self.dict.entry(s).or_insert_with(|| {
+        let i = *self.dict.entry(s).or_insert_with(|| {
             put_varint(&mut self.cols[C_DICT], s.len() as u128);
             self.cols[C_DICT].extend_from_slice(s.as_bytes());
             next
-        })
+        });
+        self.recent[slot] = (key, i);
+        i
     }
 
     fn str(&mut self, c: usize, s: &'a str) {
@@ -349,8 +393,15 @@ impl<'a> Encoder<'a> {
     /// sends the same school), sorted, and puts their strings first in the dictionary: batches
     /// from the same sources then carry the same table, which a sealed block's zstd stores once.
     fn source_table(&mut self, records: &'a [Record]) {
-        let distinct: std::collections::HashSet<Source<'a>> =
-            records.iter().map(source_key).collect();
+        // Records come in runs from one source: each run is hashed once.
+        let mut distinct: std::collections::HashSet<Source<'a>, Fast> = Default::default();
+        let mut last = None;
+        for key in records.iter().map(source_key) {
+            if last != Some(key) {
+                distinct.insert(key);
+                last = Some(key);
+            }
+        }
         let mut keys: Vec<Source<'a>> = distinct.into_iter().collect();
         keys.sort_unstable();
         for (i, key) in keys.into_iter().enumerate() {
@@ -378,7 +429,15 @@ impl<'a> Encoder<'a> {
 
     /// The record's source, as an index into the batch's table: one small number per record.
     fn source(&mut self, r: &'a Record) {
-        let i = self.sources[&source_key(r)];
+        let key = source_key(r);
+        let i = match self.last_source {
+            Some((last, i)) if last == key => i,
+            _ => {
+                let i = self.sources[&key];
+                self.last_source = Some((key, i));
+                i
+            }
+        };
         self.num(C_SOURCE, u64::from(i));
     }
 
@@ -1272,6 +1331,62 @@ mod tests {
             "the case needs a body smaller than its count: {}",
             body.len()
         );
+        assert_eq!(decode(&body).unwrap(), b);
+    }
+
+    /// The encoder finds repeated strings by address and repeated sources by the last record's:
+    /// the body must be the same bytes as when every string is its own copy, and sources that
+    /// come back after others must keep their first index.
+    #[test]
+    fn strings_and_sources_met_again_encode_as_when_every_one_is_a_copy() {
+        use std::borrow::Cow;
+        let base = flow(1);
+        let raw =
+            |i: usize, protocol: Cow<'static, str>, reason: Option<Cow<'static, str>>| Record {
+                origin: Origin {
+                    peer: Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, (i / 3 % 4) as u8))),
+                    ..base.origin.clone()
+                },
+                school: i.is_multiple_of(5).then(|| "school-1".to_string()),
+                body: Body::Raw(Raw {
+                    protocol,
+                    data: vec![b'x'; i % 7],
+                    reason,
+                }),
+                ..base.clone()
+            };
+        let shared: Vec<Record> = (0..300)
+            .map(|i| {
+                let reason = match i % 3 {
+                    0 => None,
+                    1 => Some(Cow::Borrowed("unrecognised")),
+                    _ => Some(Cow::Owned(format!("reason {}", i % 4))),
+                };
+                raw(
+                    i,
+                    Cow::Borrowed(if i.is_multiple_of(11) {
+                        "radius"
+                    } else {
+                        "syslog"
+                    }),
+                    reason,
+                )
+            })
+            .collect();
+        let copies: Vec<Record> = shared
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let Body::Raw(x) = &r.body else {
+                    unreachable!()
+                };
+                let own = |s: &str| Cow::Owned(s.to_string());
+                raw(i, own(&x.protocol), x.reason.as_deref().map(own))
+            })
+            .collect();
+        let (a, b) = (batch(shared), batch(copies));
+        let body = encode(&a).unwrap();
+        assert_eq!(body, encode(&b).unwrap());
         assert_eq!(decode(&body).unwrap(), b);
     }
 

@@ -48,4 +48,4 @@ pub mod verify;
 
 pub use error::{Error, Result};
 pub use record::Record;
-pub use store::{Clock, Options, Receipt, Recovery, Store};
+pub use store::{Clock, Options, Prepared, Receipt, Recovery, Store};

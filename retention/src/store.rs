@@ -211,6 +211,37 @@ pub struct InboxEntry {
     pub content: Content,
 }
 
+/// A batch encoded ahead of its place in the chain by [`Store::prepare`], for
+/// [`Store::try_append_prepared`].
+pub struct Prepared {
+    written_at: Timestamp,
+    content: Content,
+    /// The body after its chain header ([`batch::encode_content`]).
+    encoded: Vec<u8>,
+}
+
+impl Prepared {
+    /// The records it holds.
+    pub fn records(&self) -> u64 {
+        self.content.record_count()
+    }
+
+    /// The records, for a caller who gives up on storing them.
+    pub fn into_records(self) -> Vec<Record> {
+        self.content.into_records()
+    }
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("written_at", &self.written_at)
+            .field("records", &self.records())
+            .field("encoded", &self.encoded.len())
+            .finish()
+    }
+}
+
 struct Writer {
     _lock: File,
     live: File,
@@ -264,6 +295,10 @@ pub struct Store {
     opts: Options,
     keys: Keys,
     writer: Option<Mutex<Writer>>,
+    /// Batches cut from the live tail by a seal, freed by the next [`Store::prepare`] (or
+    /// append, or tick) outside the writer's lock: freeing thousands of records takes
+    /// milliseconds that the appending thread would otherwise spend holding the lock.
+    sealed: Mutex<Vec<Arc<Chained>>>,
     recovery: Option<Recovery>,
 }
 
@@ -363,6 +398,7 @@ impl Store {
             opts,
             keys,
             writer: None,
+            sealed: Mutex::new(Vec::new()),
             recovery: None,
         };
         if !write {
@@ -593,20 +629,95 @@ impl Store {
 
     /// [`Store::write_content`], handing the content back when it was not written.
     fn write_or_return(&self, content: Content) -> Result<Receipt, (Error, Box<Content>)> {
-        let Some(mut w) = self.lock_writer() else {
-            let path = match self.queue(&content) {
-                Ok(path) => path,
-                Err(error) => return Err((error, Box::new(content))),
-            };
-            return Ok(Receipt {
+        if self.writer.is_none() {
+            return self.queue_or_return(content);
+        }
+        let prepared = match self.prepare_content(content) {
+            Ok(p) => p,
+            Err((error, content)) => return Err((error, content)),
+        };
+        self.commit(prepared)
+            .map_err(|(error, p)| (error, Box::new(p.content)))
+    }
+
+    fn queue_or_return(&self, content: Content) -> Result<Receipt, (Error, Box<Content>)> {
+        match self.queue(&content) {
+            Ok(path) => Ok(Receipt {
                 records: 0,
                 chained: None,
                 queued: Some(path),
+            }),
+            Err(error) => Err((error, Box::new(content))),
+        }
+    }
+
+    /// Encodes `records` (columns, zstd: most of an append's work) without taking the writer's
+    /// lock, so that a caller can encode its next batch while the previous one is written and
+    /// fsynced. The batch's time is taken now; its place in the chain when it is appended.
+    pub fn prepare(&self, records: Vec<Record>) -> Prepared {
+        match self.prepare_content(Content::Records { records }) {
+            Ok(p) => p,
+            // Records encode without fail (only control contents go through JSON); should that
+            // change, the append encodes them again and reports the error.
+            Err((_, content)) => Prepared {
+                written_at: self.now(),
+                content: *content,
+                encoded: Vec::new(),
+            },
+        }
+    }
+
+    fn prepare_content(&self, content: Content) -> Result<Prepared, (Error, Box<Content>)> {
+        self.free_sealed();
+        let written_at = self.now();
+        match batch::encode_content(&content, written_at) {
+            Ok(encoded) => Ok(Prepared {
+                written_at,
+                content,
+                encoded,
+            }),
+            Err(error) => Err((error, Box::new(content))),
+        }
+    }
+
+    /// Appends a batch encoded by [`Store::prepare`] and returns once it is fsynced and
+    /// chained, as [`Store::append`]. Batches are chained in the order of these calls.
+    ///
+    /// # Errors
+    /// As [`Store::append`]; the batch is handed back, still encoded, for a retry.
+    pub fn try_append_prepared(
+        &self,
+        prepared: Prepared,
+    ) -> Result<Receipt, (Error, Box<Prepared>)> {
+        let count = prepared.records();
+        if self.writer.is_none() {
+            let Prepared {
+                written_at,
+                content,
+                encoded,
+            } = prepared;
+            return self.queue_or_return(content).map_err(|(error, content)| {
+                (
+                    error,
+                    Box::new(Prepared {
+                        written_at,
+                        content: *content,
+                        encoded,
+                    }),
+                )
             });
-        };
-        let now = self.now();
-        let (seq, first_record, hash) = self.append_locked(&mut w, content, now)?;
+        }
+        let mut r = self.commit(prepared)?;
+        r.records = count;
+        Ok(r)
+    }
+
+    /// Chains a prepared batch (this process being the writer), then does the housekeeping.
+    fn commit(&self, prepared: Prepared) -> Result<Receipt, (Error, Box<Prepared>)> {
+        let mut w = self.lock_writer().expect("only called on the writer");
+        let (seq, first_record, hash) = self.append_encoded(&mut w, prepared)?;
         // The batch is durable; what follows is housekeeping whose failure the next call retries.
+        let now = self.now();
         let _ = self.maintain(&mut w, now, false);
         Ok(Receipt {
             records: 0,
@@ -619,6 +730,12 @@ impl Store {
         })
     }
 
+    /// Frees the batches the last seal cut from the tail (see `Store::sealed`).
+    fn free_sealed(&self) {
+        let sealed = std::mem::take(&mut *self.sealed.lock().unwrap_or_else(|p| p.into_inner()));
+        drop(sealed);
+    }
+
     /// Chains waiting inbox entries, signs the head and seals when due. The collector calls it
     /// every few seconds so that an idle store is still signed every `sign_interval`.
     pub fn tick(&self) -> Result<()> {
@@ -626,6 +743,7 @@ impl Store {
             let now = self.now();
             self.maintain(&mut w, now, true)?;
         }
+        self.free_sealed();
         Ok(())
     }
 
@@ -651,7 +769,10 @@ impl Store {
     }
 
     fn maintain(&self, w: &mut Writer, now: Timestamp, force_absorb: bool) -> Result<()> {
-        self.finish_seal(w, false)?;
+        // Appends go on while a seal runs; when they outrun it (a starved seal thread on a busy
+        // machine), wait for it rather than let the tail held in memory grow without bound.
+        let behind = w.live_records >= self.opts.seal_max_records.max(1).saturating_mul(2);
+        self.finish_seal(w, behind)?;
         let absorb_due = force_absorb
             || w.last_absorb
                 .is_none_or(|t| now.duration_since(t) >= SignedDuration::from_secs(1));
@@ -684,24 +805,46 @@ impl Store {
         content: Content,
         now: Timestamp,
     ) -> Result<(u64, u64, Hash), (Error, Box<Content>)> {
+        let encoded = match batch::encode_content(&content, now) {
+            Ok(encoded) => encoded,
+            Err(error) => return Err((error, Box::new(content))),
+        };
+        let prepared = Prepared {
+            written_at: now,
+            content,
+            encoded,
+        };
+        self.append_encoded(w, prepared)
+            .map_err(|(error, p)| (error, Box::new(p.content)))
+    }
+
+    /// Chains an encoded batch at the end of `live.log`: the frame gets the batch's place in
+    /// the chain, its hash, and is written and fsynced. When it could not be, hands it back.
+    fn append_encoded(
+        &self,
+        w: &mut Writer,
+        mut p: Prepared,
+    ) -> Result<(u64, u64, Hash), (Error, Box<Prepared>)> {
         let live_path = self.dir.join(LIVE_FILE);
         if w.dirty {
             if let Err(e) = w.live.set_len(w.live_len).and_then(|_| w.live.sync_all()) {
-                return Err((Error::io(&live_path, e), Box::new(content)));
+                return Err((Error::io(&live_path, e), Box::new(p)));
             }
             w.dirty = false;
         }
-        let records = content.record_count();
-        let b = Batch {
-            seq: w.next_seq,
-            prev: w.head,
-            written_at: now,
-            first_record: w.next_record,
-            content,
-        };
-        let (frame, hash) = match batch::encode(&b) {
-            Ok(encoded) => encoded,
-            Err(error) => return Err((error, Box::new(b.content))),
+        if p.encoded.is_empty() {
+            // `prepare` could not encode it: encode again, reporting why.
+            match batch::encode_content(&p.content, p.written_at) {
+                Ok(encoded) => p.encoded = encoded,
+                Err(error) => return Err((error, Box::new(p))),
+            }
+        }
+        let records = p.content.record_count();
+        let (seq, first_record) = (w.next_seq, w.next_record);
+        let (frame, hash) = match batch::frame(seq, &w.head, p.written_at, first_record, &p.encoded)
+        {
+            Ok(framed) => framed,
+            Err(error) => return Err((error, Box::new(p))),
         };
         if let Err(e) = self.write_frame(w, &frame) {
             // Cut back what may have been written so that nothing half-written stays.
@@ -710,17 +853,27 @@ impl Store {
                 .set_len(w.live_len)
                 .and_then(|_| w.live.sync_all())
                 .is_err();
-            return Err((Error::io(&live_path, e), Box::new(b.content)));
+            return Err((Error::io(&live_path, e), Box::new(p)));
         }
-        let first_record = w.next_record;
+        let Prepared {
+            written_at,
+            content,
+            ..
+        } = p;
+        let b = Batch {
+            seq,
+            prev: w.head,
+            written_at,
+            first_record,
+            content,
+        };
         w.live_len += frame.len() as u64;
         w.next_seq += 1;
         w.next_record += records;
         w.live_records += records;
         w.head = hash;
-        w.live_since.get_or_insert(now);
+        w.live_since.get_or_insert(written_at);
         w.head_is_signature = matches!(b.content, Content::Signature(_));
-        let seq = b.seq;
         w.live_batches.push(Arc::new(Chained {
             batch: b,
             hash,
@@ -835,12 +988,15 @@ impl Store {
         w.live_len -= upto;
         w.live_shift += upto;
         w.dirty = false;
-        let sealed: u64 = w
-            .live_batches
-            .drain(..batches)
+        let sealed: Vec<Arc<Chained>> = w.live_batches.drain(..batches).collect();
+        w.live_records -= sealed
+            .iter()
             .map(|c| c.batch.content.record_count())
-            .sum();
-        w.live_records -= sealed;
+            .sum::<u64>();
+        self.sealed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(sealed);
         w.live_since = w.live_batches.first().map(|c| c.batch.written_at);
         Ok(())
     }
@@ -1296,6 +1452,45 @@ mod tests {
         drop(store);
         let store = Store::open(dir.path(), &opts_at(t("2026-01-01T00:00:00Z"))).unwrap();
         assert!(store.recovery().is_none());
+    }
+
+    /// Batches encoded ahead are chained in the order they are appended (not prepared); one
+    /// that could not be written is handed back, still encoded, and stored by the retry; the
+    /// store then reopens without recovery and verifies intact.
+    #[test]
+    fn prepared_batches_chain_in_append_order_and_a_failed_one_is_handed_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = opts_at(t("2026-01-01T00:00:00Z"));
+        let store = Store::init(dir.path(), &opts).unwrap();
+        let first = store.prepare(vec![flow(1), flow(2)]);
+        let second = store.prepare(vec![flow(3)]);
+        let r = store.try_append_prepared(second).unwrap();
+        assert_eq!((r.records, r.chained.unwrap().first_record), (1, 0));
+        store.lock_writer().unwrap().fail_after = Some(10);
+        let (error, back) = store.try_append_prepared(first).unwrap_err();
+        assert!(matches!(error, Error::DiskFull { .. }), "{error}");
+        assert_eq!(back.records(), 2);
+        store.lock_writer().unwrap().fail_after = None;
+        let r = store.try_append_prepared(*back).unwrap();
+        assert_eq!((r.records, r.chained.unwrap().first_record), (2, 1));
+        drop(store);
+        let store = Store::open(dir.path(), &opts).unwrap();
+        assert!(store.recovery().is_none());
+        let stored: Vec<Record> = store
+            .view()
+            .unwrap()
+            .live
+            .iter()
+            .flat_map(|c| match &c.batch.content {
+                Content::Records { records } => records.clone(),
+                _ => Vec::new(),
+            })
+            .collect();
+        assert_eq!(stored, vec![flow(3), flow(1), flow(2)]);
+        drop(store);
+        let report =
+            crate::verify::verify(dir.path(), &crate::verify::VerifyOptions::default()).unwrap();
+        assert!(report.intact, "{:#?}", report.problems);
     }
 
     #[test]
