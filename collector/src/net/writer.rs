@@ -7,15 +7,20 @@
 //! the rest; RADIUS stops answering and the client retries.
 //! UDP cannot be held back, so [`Writer::try_send`] hands the records back and the input counts
 //! them as dropped. A batch is acknowledged (the waiting [`Writer::append`] returns `true`) only
-//! after [`Store::append`] returned, that is after the records are fsynced and chained.
+//! after its append returned, that is after the records are fsynced and chained.
+//!
+//! The writer is a pipeline two batches deep: batch N + 1 is encoded ([`Store::prepare`], on a
+//! blocking thread, without the store's lock) while batch N is written, fsynced and chained
+//! ([`Store::try_append_prepared`], on another), so that the two stages use both cores. The
+//! order of the chain is the order of the queue.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use khetnet_retention::record::{Body, Input};
-use khetnet_retention::{Record, Store};
+use khetnet_retention::{Error, Prepared, Receipt, Record, Store};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
-use tokio::task::JoinHandle;
+use tokio::task::{JoinError, JoinHandle};
 use tokio_util::sync::CancellationToken;
 
 use super::sources::{Count, INPUTS, Sources};
@@ -195,6 +200,27 @@ impl StalledQueue {
     }
 }
 
+/// A batch being appended on a blocking thread while the next one is gathered and encoded.
+struct InFlight {
+    task: JoinHandle<Result<Receipt, (Error, Box<Prepared>)>>,
+    acks: Vec<oneshot::Sender<bool>>,
+    /// Its share of the queue's room, given back once it is durable.
+    room: Vec<OwnedSemaphorePermit>,
+    tally: Tally,
+    count: u64,
+}
+
+enum Next {
+    Batch(Batch),
+    Stored(Result<Result<Receipt, (Error, Box<Prepared>)>, JoinError>),
+    Tick,
+    Closed,
+}
+
+/// Gathers batches and appends them, two stages deep: while batch N is written, fsynced and
+/// chained (under the store's lock), batch N + 1 is encoded (columns and zstd, no lock) on
+/// another blocking thread. Batches are chained in the order they were taken from the queue,
+/// and each is acknowledged only once its own append returned.
 async fn write_loop(
     store: Arc<Store>,
     sources: Arc<Sources>,
@@ -203,13 +229,24 @@ async fn write_loop(
 ) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut in_flight: Option<InFlight> = None;
     loop {
-        let first = tokio::select! {
-            batch = rx.recv() => match batch {
-                Some(batch) => batch,
-                None => break,
-            },
-            _ = tick.tick() => {
+        let next = tokio::select! {
+            biased;
+            batch = rx.recv() => batch.map_or(Next::Closed, Next::Batch),
+            joined = async { (&mut in_flight.as_mut().expect("guarded").task).await },
+                if in_flight.is_some() => Next::Stored(joined),
+            _ = tick.tick() => Next::Tick,
+        };
+        let first = match next {
+            Next::Batch(batch) => batch,
+            Next::Closed => break,
+            Next::Stored(joined) => {
+                let done = in_flight.take().expect("it was awaited");
+                settle(&store, &sources, done, joined, &abandon).await;
+                continue;
+            }
+            Next::Tick => {
                 let store = store.clone();
                 if let Ok(Err(error)) = tokio::task::spawn_blocking(move || store.tick()).await {
                     tracing::warn!(error = %error, "store housekeeping failed; retried on the next tick");
@@ -238,16 +275,74 @@ async fn write_loop(
             acks.extend(batch.ack);
             room.push(batch.room);
         }
-        let stored = append(&store, &sources, records, &abandon).await;
-        drop(room);
-        for ack in acks {
-            let _ = ack.send(stored);
+        if records.is_empty() {
+            for ack in acks {
+                let _ = ack.send(true);
+            }
+            continue;
         }
+        let count = records.len() as u64;
+        let tally = tally(&records);
+        let encoder = store.clone();
+        let preparing = tokio::task::spawn_blocking(move || encoder.prepare(records));
+        // The previous batch's append runs meanwhile; it is chained first.
+        if let Some(mut done) = in_flight.take() {
+            let joined = (&mut done.task).await;
+            settle(&store, &sources, done, joined, &abandon).await;
+        }
+        let prepared = match preparing.await {
+            Ok(prepared) => prepared,
+            Err(error) => {
+                // The encoding panicked, and the records went with it: their senders are told
+                // nothing was stored (RELP and RADIUS resend).
+                metrics::counter!("khetnet_collector_store_errors_total").increment(1);
+                tracing::error!(error = %error, records = count, "store encoding task failed; these records were not stored");
+                for ack in acks {
+                    let _ = ack.send(false);
+                }
+                continue;
+            }
+        };
+        let appender = store.clone();
+        in_flight = Some(InFlight {
+            task: tokio::task::spawn_blocking(move || appender.try_append_prepared(prepared)),
+            acks,
+            room,
+            tally,
+            count,
+        });
+    }
+    if let Some(mut done) = in_flight.take() {
+        let joined = (&mut done.task).await;
+        settle(&store, &sources, done, joined, &abandon).await;
     }
     let store = store.clone();
     let signed = tokio::task::spawn_blocking(move || store.sign_now()).await;
     if let Ok(Err(error)) = signed {
         tracing::warn!(error = %error, "signing the chain head at shutdown failed");
+    }
+}
+
+/// Finishes an append: retries it while it fails (a full disk) until `abandon`, then gives
+/// its room back and tells its senders whether it is durable.
+async fn settle(
+    store: &Arc<Store>,
+    sources: &Sources,
+    done: InFlight,
+    joined: Result<Result<Receipt, (Error, Box<Prepared>)>, JoinError>,
+    abandon: &CancellationToken,
+) {
+    let InFlight {
+        acks,
+        room,
+        tally,
+        count,
+        ..
+    } = done;
+    let stored = retry(store, sources, joined, tally, count, abandon).await;
+    drop(room);
+    for ack in acks {
+        let _ = ack.send(stored);
     }
 }
 
@@ -282,23 +377,18 @@ fn count_stored(sources: &Sources, tally: Tally) {
     }
 }
 
-/// Appends on a blocking thread, retrying while it fails (a full disk) until `abandon`.
-async fn append(
+/// Counts an append that returned; while it failed (a full disk), appends the batch again
+/// every [`RETRY`] until it is stored or `abandon`. `true` once the records are durable.
+async fn retry(
     store: &Arc<Store>,
     sources: &Sources,
-    records: Vec<Record>,
+    mut joined: Result<Result<Receipt, (Error, Box<Prepared>)>, JoinError>,
+    tally: Tally,
+    count: u64,
     abandon: &CancellationToken,
 ) -> bool {
-    if records.is_empty() {
-        return true;
-    }
-    let count = records.len() as u64;
-    let tally = tally(&records);
-    let mut records = records;
     loop {
-        let store = store.clone();
-        let result = tokio::task::spawn_blocking(move || store.try_append(records)).await;
-        match result {
+        let prepared = match joined {
             Ok(Ok(_)) => {
                 // Durable from here on; `bench/collector-syslog.sh` times ingest by this event.
                 tracing::debug!(records = count, "batch stored");
@@ -308,9 +398,9 @@ async fn append(
                 return true;
             }
             Ok(Err((error, back))) => {
-                records = back;
                 metrics::counter!("khetnet_collector_store_errors_total").increment(1);
                 tracing::error!(error = %error, records = count, "store append failed; the inputs are held back until it succeeds");
+                back
             }
             Err(error) => {
                 // The append panicked, and the records went with it: their senders are told
@@ -319,7 +409,7 @@ async fn append(
                 tracing::error!(error = %error, records = count, "store append task failed; these records were not stored");
                 return false;
             }
-        }
+        };
         if abandon.is_cancelled() {
             tracing::error!(
                 records = count,
@@ -331,6 +421,8 @@ async fn append(
             _ = tokio::time::sleep(RETRY) => {}
             _ = abandon.cancelled() => {}
         }
+        let store = store.clone();
+        joined = tokio::task::spawn_blocking(move || store.try_append_prepared(*prepared)).await;
     }
 }
 
