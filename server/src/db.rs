@@ -145,6 +145,14 @@ impl Db {
                         // search at a million assets reads thousands of scattered rows.
                         conn.execute("PRAGMA mmap_size = 1073741824").await?;
                         conn.execute("PRAGMA temp_store = MEMORY").await?;
+                        // Room for a report group's dirty pages: with the default 2 MiB cache
+                        // the writer spilled them to the WAL before its commit and read index
+                        // pages back through the kernel (a third of ingestion's time). A
+                        // checkpoint every 16 MiB of WAL writes a much-changed index page to the
+                        // database once per checkpoint instead of four times. None of this
+                        // touches durability.
+                        conn.execute("PRAGMA cache_size = -16384").await?;
+                        conn.execute("PRAGMA wal_autocheckpoint = 4000").await?;
                     } else {
                         // sqlx prepares every statement; after five runs PostgreSQL may switch
                         // to a generic plan that ignores the values. For the asset search that
@@ -193,6 +201,21 @@ impl Db {
         Ok(match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+}
+
+impl Db {
+    /// [`Db::begin_write`] on a connection the caller keeps from one transaction to the next
+    /// (the report writer: SQLite's page cache belongs to a connection and stays warm only
+    /// while no other connection writes).
+    pub async fn begin_write_on<'c>(
+        &self,
+        conn: &'c mut sqlx::AnyConnection,
+    ) -> Result<sqlx::Transaction<'c, sqlx::Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => sqlx::Connection::begin_with(conn, "BEGIN IMMEDIATE").await?,
+            Backend::Postgres => sqlx::Connection::begin(conn).await?,
         })
     }
 }
@@ -310,6 +333,24 @@ pub fn numbered(text: &str) -> String {
     out
 }
 
+/// How `rows` rows split into multi-row statements of at most `max` rows (a power of two):
+/// runs of `max`, then the rest in falling powers of two. A few statement texts, each prepared
+/// once per connection, then serve every count.
+pub fn runs(mut rows: usize, max: usize) -> Vec<usize> {
+    debug_assert!(max.is_power_of_two());
+    let mut out = Vec::new();
+    let mut size = max;
+    while rows > 0 {
+        if rows >= size {
+            out.push(size);
+            rows -= size;
+        } else {
+            size /= 2;
+        }
+    }
+    out
+}
+
 /// Binds `args` in order.
 pub fn bind_all<'q, 'a>(
     mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
@@ -342,5 +383,16 @@ mod tests {
         );
         assert_eq!(outer.args.len(), 3);
         assert_eq!(Where::default().sql(), "1 = 1");
+    }
+
+    #[test]
+    fn runs_split_rows_into_few_statement_sizes() {
+        let check = |rows, max, expected: &[usize]| assert_eq!(runs(rows, max), expected);
+        check(0, 256, &[]);
+        check(1, 256, &[1]);
+        check(50, 256, &[32, 16, 2]);
+        check(256, 256, &[256]);
+        check(1600, 256, &[256, 256, 256, 256, 256, 256, 64]);
+        check(7, 4, &[4, 2, 1]);
     }
 }

@@ -19,7 +19,7 @@ use sqlx::{Any, AnyConnection, Row};
 
 use super::Settings;
 use super::samples::{Sample, float_text};
-use crate::db::{Db, now_ms, rfc3339};
+use crate::db::{Db, now_ms, rfc3339, runs};
 use crate::desk::system;
 use crate::error::Result;
 
@@ -187,6 +187,43 @@ pub async fn open_incidents(
             ))
         })
         .collect()
+}
+
+/// The open incidents of each of `schools` (an empty map for a school without any), as
+/// [`open_incidents`] gives them, in one statement.
+pub async fn open_incidents_of(
+    conn: &mut AnyConnection,
+    schools: &[i64],
+) -> Result<HashMap<i64, HashMap<(i64, String), OpenIncident>>> {
+    let mut out: HashMap<i64, HashMap<(i64, String), OpenIncident>> =
+        schools.iter().map(|s| (*s, HashMap::new())).collect();
+    let mut rest = schools;
+    for n in runs(schools.len(), 64) {
+        let (chunk, more) = rest.split_at(n);
+        rest = more;
+        let places = (1..=n)
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut query = sqlx::query::<Any>(sqlx::AssertSqlSafe(format!(
+            "SELECT id, school_id, COALESCE(device_id, agent_id) AS subject, kind, request_id, noted_value \
+             FROM device_incidents WHERE school_id IN ({places}) AND resolved_at IS NULL"
+        )));
+        for school in chunk {
+            query = query.bind(*school);
+        }
+        for r in query.fetch_all(&mut *conn).await? {
+            out.entry(r.try_get("school_id")?).or_default().insert(
+                (r.try_get("subject")?, r.try_get("kind")?),
+                OpenIncident {
+                    id: r.try_get("id")?,
+                    request_id: r.try_get("request_id")?,
+                    noted_value: r.try_get("noted_value")?,
+                },
+            );
+        }
+    }
+    Ok(out)
 }
 
 /// Applies every device rule to a device's newest sample: opens, comments on and resolves its

@@ -1,15 +1,16 @@
 //! Agent reports: a batch of samples, stored whole or not at all, once per batch id, and
 //! acknowledged only after the transaction that stored it has committed ([`Ingest`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
+use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use super::agents::AgentIdentity;
 use super::{Settings, alerts, discovered, is_uuid};
-use crate::db::{Backend, Db, now_ms, rfc3339};
+use crate::db::{Backend, Db, now_ms, numbered, rfc3339, runs};
 use crate::error::{Error, Result};
 
 /// The most samples one batch may carry.
@@ -221,6 +222,12 @@ impl Ingest {
 }
 
 async fn writer(db: Db, settings: Settings, mut rx: mpsc::Receiver<Job>) {
+    let mut texts = Texts::default();
+    // SQLite's writer keeps its connection between groups (dropped after an error), so that
+    // the pages the last group read and wrote stay in its cache; PostgreSQL keeps pages in the
+    // server, and its eight writers would take half the pool.
+    let keep = db.backend == Backend::Sqlite;
+    let mut conn = None;
     while let Some(first) = rx.recv().await {
         let mut jobs = vec![first];
         while jobs.len() < GROUP_REPORTS {
@@ -230,7 +237,10 @@ async fn writer(db: Db, settings: Settings, mut rx: mpsc::Receiver<Job>) {
             }
         }
         metrics::histogram!("khetnet_agent_reports_per_commit").record(jobs.len() as f64);
-        match store_group(&db, &settings, &jobs).await {
+        if !keep {
+            conn = None;
+        }
+        match store_group(&db, &mut conn, &settings, &mut texts, &jobs).await {
             Ok(outcomes) => {
                 for (job, outcome) in jobs.into_iter().zip(outcomes) {
                     after_commit(&job, &outcome);
@@ -240,18 +250,30 @@ async fn writer(db: Db, settings: Settings, mut rx: mpsc::Receiver<Job>) {
             // The group failed as a whole (a database error): each report alone, so one
             // report's failure is not the others'.
             Err(group_error) if jobs.len() > 1 => {
+                conn = None;
                 tracing::warn!(error = %group_error, reports = jobs.len(), "report group failed; storing each alone");
                 for job in jobs {
-                    let outcome =
-                        match store_group(&db, &settings, std::slice::from_ref(&job)).await {
-                            Ok(mut o) => o.pop().unwrap_or(Ok(Outcome::Duplicate)),
-                            Err(e) => Err(e),
-                        };
+                    let outcome = match store_group(
+                        &db,
+                        &mut conn,
+                        &settings,
+                        &mut texts,
+                        std::slice::from_ref(&job),
+                    )
+                    .await
+                    {
+                        Ok(mut o) => o.pop().unwrap_or(Ok(Outcome::Duplicate)),
+                        Err(e) => {
+                            conn = None;
+                            Err(e)
+                        }
+                    };
                     after_commit(&job, &outcome);
                     let _ = job.reply.send(outcome);
                 }
             }
             Err(error) => {
+                conn = None;
                 for job in jobs {
                     let _ = job.reply.send(Err(Error::Io {
                         context: "storing a report".into(),
@@ -274,140 +296,163 @@ fn after_commit(job: &Job, outcome: &Result<Outcome>) {
 }
 
 /// What a group's transaction has read and changed so far.
-#[derive(Default)]
 struct Group {
-    /// Devices of each school touched, as the group has left them.
+    /// Devices of each school of the group, as the group has left them.
     devices: HashMap<i64, HashMap<i64, DeviceState>>,
-    /// Open incidents of each school; dropped (to be read again) when a rule changed them.
+    /// Open incidents of each school of the group, as the transaction sees them.
     open: HashMap<i64, HashMap<(i64, String), alerts::OpenIncident>>,
     /// Per agent: (last address, version, samples, lost).
     agents: HashMap<i64, (Option<String>, String, i64, i64)>,
 }
 
-/// Stores a group of reports in one transaction; the outer error fails them all.
-async fn store_group(db: &Db, settings: &Settings, jobs: &[Job]) -> Result<Vec<Result<Outcome>>> {
-    let now = now_ms();
-    let mut tx = db.begin_write().await?;
-    let mut group = Group::default();
-    let mut outcomes = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        outcomes.push(store_in(&mut tx, settings, &mut group, job, now).await?);
-    }
-    // Each touched device once, in id order (two PostgreSQL writers never touch one school,
-    // and a fixed order keeps even that from deadlocking).
-    let mut dirty: Vec<(i64, &DeviceState)> = group
-        .devices
-        .values()
-        .flat_map(|m| m.iter())
-        .filter(|(_, d)| d.dirty)
-        .map(|(id, d)| (*id, d))
-        .collect();
-    dirty.sort_by_key(|(id, _)| *id);
-    for (id, d) in dirty {
-        sqlx::query(
-            "UPDATE devices SET status = $2, status_since = $3, last_sample_at = $4, last_latency_ms = CAST($5 AS DOUBLE PRECISION), \
-             last_loss_percent = CAST($6 AS DOUBLE PRECISION), last_error = $7 WHERE id = $1",
-        )
-        .bind(id)
-        .bind(&d.status)
-        .bind(d.status_since)
-        .bind(d.last_sample_at)
-        .bind(float_text(d.last_latency_ms))
-        .bind(float_text(d.last_loss_percent))
-        .bind(&d.last_error)
-        .execute(&mut *tx)
-        .await?;
-    }
-    let mut agents: Vec<_> = group.agents.into_iter().collect();
-    agents.sort_by_key(|(id, _)| *id);
-    for (id, (address, version, samples, lost)) in agents {
-        sqlx::query(
-            "UPDATE agents SET last_seen_at = $2, last_address = $3, version = $4, \
-             samples_received = samples_received + $5, samples_lost = samples_lost + $6 WHERE id = $1",
-        )
-        .bind(id)
-        .bind(now)
-        .bind(address)
-        .bind(version)
-        .bind(samples)
-        .bind(lost)
-        .execute(&mut *tx)
-        .await?;
-    }
-    tx.commit().await?;
-    Ok(outcomes)
+/// The most rows one multi-row statement of `width` parameters a row holds: a power of two.
+/// sqlx binds each SQLite parameter by looking up its `$N` name, which SQLite finds by a scan
+/// from the first, so binding costs the square of a statement's parameters there: at about 256
+/// parameters that cost is about the statement's own. PostgreSQL binds in one message and
+/// every statement is a round trip, so there bigger is better (well below its 65,535).
+fn statement_rows(backend: Backend, width: usize) -> usize {
+    let params = match backend {
+        Backend::Sqlite => 128,
+        Backend::Postgres => 4096,
+    };
+    let rows = (params / width).max(1);
+    1 << (usize::BITS - 1 - rows.leading_zeros())
 }
 
-/// Stores one report inside the group's transaction. The inner error is this report's alone
-/// (nothing of it stays written); the outer one fails the group.
-async fn store_in(
-    tx: &mut AnyConnection,
+/// The texts of multi-row statements, built once per shape: `head`, then `rows` copies of
+/// `row` (with `?` for each parameter), then `tail`, the placeholders numbered `$1, $2, ...`.
+#[derive(Default)]
+struct Texts(HashMap<(&'static str, usize), String>);
+
+impl Texts {
+    fn get(&mut self, head: &'static str, row: &str, tail: &str, rows: usize) -> String {
+        self.0
+            .entry((head, rows))
+            .or_insert_with(|| numbered(&format!("{head}{}{tail}", vec![row; rows].join(", "))))
+            .clone()
+    }
+}
+
+/// Stores a group of reports in one transaction; the outer error fails them all. Whatever the
+/// group's size, the statements are few: the group's schools' devices and open incidents read
+/// once, the batch ids, the samples and the devices' and agents' new state written with
+/// multi-row statements; only alert rules that fire write more.
+async fn store_group(
+    db: &Db,
+    conn: &mut Option<PoolConnection<Any>>,
     settings: &Settings,
-    group: &mut Group,
-    job: &Job,
-    now: i64,
-) -> Result<Result<Outcome>> {
-    let (agent, report) = (job.agent, &job.report);
-    let batch_id = report.batch_id.to_ascii_lowercase();
-    // Checked before anything is written, so a refused report leaves nothing behind.
-    if let std::collections::hash_map::Entry::Vacant(e) = group.devices.entry(agent.school_id) {
-        e.insert(load_devices(tx, agent.school_id).await?);
-    }
-    let devices = &group.devices[&agent.school_id];
-    for (i, s) in report.samples.iter().enumerate() {
-        if !devices.contains_key(&s.device_id) {
-            return Ok(Err(Error::invalid(
+    texts: &mut Texts,
+    jobs: &[Job],
+) -> Result<Vec<Result<Outcome>>> {
+    let now = now_ms();
+    let conn = match conn {
+        Some(conn) => conn,
+        None => conn.insert(db.pool.acquire().await?),
+    };
+    let mut tx = db.begin_write_on(conn).await?;
+    let mut schools: Vec<i64> = jobs.iter().map(|j| j.agent.school_id).collect();
+    schools.sort_unstable();
+    schools.dedup();
+    let mut group = Group {
+        devices: load_devices(&mut tx, db.backend, texts, &schools).await?,
+        open: alerts::open_incidents_of(&mut tx, &schools).await?,
+        agents: HashMap::new(),
+    };
+
+    // Checked before anything is written, so a refused report leaves nothing behind; a batch
+    // id twice in the group is stored once.
+    let mut outcomes: Vec<Option<Result<Outcome>>> = Vec::with_capacity(jobs.len());
+    let mut batch_ids = Vec::with_capacity(jobs.len());
+    let mut in_group = HashSet::new();
+    for job in jobs {
+        let batch_id = job.report.batch_id.to_ascii_lowercase();
+        let devices = group.devices.get(&job.agent.school_id);
+        let foreign = job
+            .report
+            .samples
+            .iter()
+            .position(|s| !devices.is_some_and(|d| d.contains_key(&s.device_id)));
+        outcomes.push(if let Some(i) = foreign {
+            Some(Err(Error::invalid(
                 &format!("samples[{i}].device_id"),
-                format!("device {} is not one of this agent's school", s.device_id),
-            )));
-        }
-    }
-    let inserted = sqlx::query(
-        "INSERT INTO agent_report_batches (agent_id, batch_id, received_at, samples, samples_lost) \
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-    )
-    .bind(agent.id)
-    .bind(&batch_id)
-    .bind(now)
-    .bind(report.samples.len() as i64)
-    .bind(report.samples_lost)
-    .execute(&mut *tx)
-    .await?;
-    if inserted.rows_affected() == 0 {
-        return Ok(Ok(Outcome::Duplicate));
+                format!(
+                    "device {} is not one of this agent's school",
+                    job.report.samples[i].device_id
+                ),
+            )))
+        } else if !in_group.insert((job.agent.id, batch_id.clone())) {
+            Some(Ok(Outcome::Duplicate))
+        } else {
+            None
+        });
+        batch_ids.push(batch_id);
     }
 
-    // Many rows per statement: 7 parameters a row, 100 rows a statement.
-    for chunk in report
-        .samples
-        .iter()
-        .zip(&job.checked)
-        .collect::<Vec<_>>()
-        .chunks(100)
-    {
-        let mut sql = String::from(
-            "INSERT INTO device_samples (device_id, agent_id, at, ok, latency_ms, loss_percent, detail_json, error) VALUES ",
+    // The batch ids: a row is inserted, and returned, only for a batch not stored before.
+    let candidates: Vec<usize> = (0..jobs.len()).filter(|&i| outcomes[i].is_none()).collect();
+    let mut inserted = HashSet::new();
+    let mut rest = &candidates[..];
+    for rows in runs(candidates.len(), statement_rows(db.backend, 5)) {
+        let (chunk, more) = rest.split_at(rows);
+        rest = more;
+        let sql = texts.get(
+            "INSERT INTO agent_report_batches (agent_id, batch_id, received_at, samples, samples_lost) VALUES ",
+            "(?, ?, ?, ?, ?)",
+            " ON CONFLICT DO NOTHING RETURNING agent_id, batch_id",
+            rows,
         );
-        let mut values = Vec::with_capacity(chunk.len());
-        for i in 0..chunk.len() {
-            let b = i * 7;
-            values.push(format!(
-                "(${}, {}, ${}, ${}, CAST(${} AS DOUBLE PRECISION), CAST(${} AS DOUBLE PRECISION), ${}, ${})",
-                b + 1,
-                agent.id,
-                b + 2,
-                b + 3,
-                b + 4,
-                b + 5,
-                b + 6,
-                b + 7
+        let mut query = sqlx::query::<Any>(sqlx::AssertSqlSafe(sql));
+        for &i in chunk {
+            query = query
+                .bind(jobs[i].agent.id)
+                .bind(batch_ids[i].clone())
+                .bind(now)
+                .bind(jobs[i].report.samples.len() as i64)
+                .bind(jobs[i].report.samples_lost);
+        }
+        for row in query.fetch_all(&mut *tx).await? {
+            inserted.insert((
+                row.try_get::<i64, _>("agent_id")?,
+                row.try_get::<String, _>("batch_id")?,
             ));
         }
-        sql.push_str(&values.join(", "));
+    }
+    let mut stored = Vec::with_capacity(candidates.len());
+    for i in candidates {
+        if inserted.contains(&(jobs[i].agent.id, batch_ids[i].clone())) {
+            stored.push(i);
+        } else {
+            outcomes[i] = Some(Ok(Outcome::Duplicate));
+        }
+    }
+
+    // The samples of every stored report, in report order.
+    let rows: Vec<(&Job, &Sample, &Checked)> = stored
+        .iter()
+        .flat_map(|&i| {
+            let job = &jobs[i];
+            job.report
+                .samples
+                .iter()
+                .zip(&job.checked)
+                .map(move |(s, c)| (job, s, c))
+        })
+        .collect();
+    let mut rest = &rows[..];
+    for n in runs(rows.len(), statement_rows(db.backend, 8)) {
+        let (chunk, more) = rest.split_at(n);
+        rest = more;
+        let sql = texts.get(
+            "INSERT INTO device_samples (device_id, agent_id, at, ok, latency_ms, loss_percent, detail_json, error) VALUES ",
+            "(?, ?, ?, ?, CAST(? AS DOUBLE PRECISION), CAST(? AS DOUBLE PRECISION), ?, ?)",
+            "",
+            n,
+        );
         let mut query = sqlx::query::<Any>(sqlx::AssertSqlSafe(sql));
-        for (s, c) in chunk {
+        for (job, s, c) in chunk {
             query = query
                 .bind(s.device_id)
+                .bind(job.agent.id)
                 .bind(c.at)
                 .bind(i64::from(s.ok))
                 .bind(float_text(s.latency_ms))
@@ -417,10 +462,94 @@ async fn store_in(
         }
         query.execute(&mut *tx).await?;
     }
-    discovered::record_in(tx, agent, &job.found).await?;
 
-    // Each device's status follows its newest sample; older ones (a replayed spool) only add
-    // history.
+    for &i in &stored {
+        discovered::record_in(&mut tx, jobs[i].agent, &jobs[i].found).await?;
+    }
+    for &i in &stored {
+        follow(&mut tx, settings, &mut group, &jobs[i], now).await?;
+        outcomes[i] = Some(Ok(Outcome::Stored {
+            samples: jobs[i].report.samples.len(),
+        }));
+    }
+
+    // Each changed device once, in id order.
+    let mut dirty: Vec<(i64, &DeviceState)> = group
+        .devices
+        .values()
+        .flat_map(|m| m.iter())
+        .filter(|(_, d)| d.dirty)
+        .map(|(id, d)| (*id, d))
+        .collect();
+    dirty.sort_by_key(|(id, _)| *id);
+    let mut rest = &dirty[..];
+    for n in runs(dirty.len(), statement_rows(db.backend, 7)) {
+        let (chunk, more) = rest.split_at(n);
+        rest = more;
+        let sql = texts.get(
+            "UPDATE devices SET status = v.column2, status_since = v.column3, last_sample_at = v.column4, \
+             last_latency_ms = CAST(v.column5 AS DOUBLE PRECISION), last_loss_percent = CAST(v.column6 AS DOUBLE PRECISION), \
+             last_error = v.column7 FROM (VALUES ",
+            "(?, ?, ?, ?, ?, ?, ?)",
+            ") AS v WHERE devices.id = v.column1",
+            n,
+        );
+        let mut query = sqlx::query::<Any>(sqlx::AssertSqlSafe(sql));
+        for (id, d) in chunk {
+            query = query
+                .bind(*id)
+                .bind(d.status.clone())
+                .bind(d.status_since)
+                .bind(d.last_sample_at)
+                .bind(float_text(d.last_latency_ms))
+                .bind(float_text(d.last_loss_percent))
+                .bind(d.last_error.clone());
+        }
+        query.execute(&mut *tx).await?;
+    }
+    let mut agents: Vec<_> = group.agents.into_iter().collect();
+    agents.sort_by_key(|(id, _)| *id);
+    let mut rest = &agents[..];
+    for n in runs(agents.len(), statement_rows(db.backend, 6)) {
+        let (chunk, more) = rest.split_at(n);
+        rest = more;
+        let sql = texts.get(
+            "UPDATE agents SET last_seen_at = v.column2, last_address = v.column3, version = v.column4, \
+             samples_received = samples_received + v.column5, samples_lost = samples_lost + v.column6 FROM (VALUES ",
+            "(?, ?, ?, ?, ?, ?)",
+            ") AS v WHERE agents.id = v.column1",
+            n,
+        );
+        let mut query = sqlx::query::<Any>(sqlx::AssertSqlSafe(sql));
+        for (id, (address, version, samples, lost)) in chunk {
+            query = query
+                .bind(*id)
+                .bind(now)
+                .bind(address.clone())
+                .bind(version.clone())
+                .bind(*samples)
+                .bind(*lost);
+        }
+        query.execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(outcomes
+        .into_iter()
+        .map(|o| o.unwrap_or(Ok(Outcome::Duplicate)))
+        .collect())
+}
+
+/// A stored report's effect on its devices and the alert rules, inside the group's transaction:
+/// each device's status follows its newest sample; older ones (a replayed spool) only add
+/// history.
+async fn follow(
+    tx: &mut AnyConnection,
+    settings: &Settings,
+    group: &mut Group,
+    job: &Job,
+    now: i64,
+) -> Result<()> {
+    let (agent, report) = (job.agent, &job.report);
     let mut newest: HashMap<i64, (&Sample, i64)> = HashMap::new();
     for (s, c) in report.samples.iter().zip(&job.checked) {
         let entry = newest.entry(s.device_id).or_insert((s, c.at));
@@ -430,13 +559,11 @@ async fn store_in(
     }
     let mut newest: Vec<_> = newest.into_iter().collect();
     newest.sort_by_key(|(id, _)| *id);
-    if let std::collections::hash_map::Entry::Vacant(e) = group.open.entry(agent.school_id) {
-        e.insert(alerts::open_incidents(tx, agent.school_id).await?);
-    }
+    let school = agent.school_id;
     for (device_id, (sample, at)) in newest {
         let Some(state) = group
             .devices
-            .get_mut(&agent.school_id)
+            .get_mut(&school)
             .and_then(|d| d.get_mut(&device_id))
         else {
             continue;
@@ -459,15 +586,15 @@ async fn store_in(
         } else {
             at
         };
-        state.status = status.to_owned();
+        if state.status != status {
+            state.status = status.to_owned();
+        }
         state.status_since = Some(since);
         state.last_sample_at = Some(at);
         state.last_latency_ms = sample.latency_ms;
         state.last_loss_percent = sample.loss_percent;
-        state.last_error = sample.error.clone();
+        state.last_error.clone_from(&sample.error);
         state.dirty = true;
-        let state = state.clone();
-        let open = &group.open[&agent.school_id];
         let changed = alerts::device_changed(
             tx,
             &settings.rules,
@@ -481,12 +608,12 @@ async fn store_in(
                 down_after_minutes: state.down_after_minutes,
                 sample,
             },
-            open,
+            &group.open[&school],
         )
         .await?;
         if changed {
-            let open = alerts::open_incidents(tx, agent.school_id).await?;
-            group.open.insert(agent.school_id, open);
+            let open = alerts::open_incidents(tx, school).await?;
+            group.open.insert(school, open);
         }
     }
 
@@ -494,38 +621,48 @@ async fn store_in(
         .agents
         .entry(agent.id)
         .or_insert((None, String::new(), 0, 0));
-    entry.0 = job.source_ip.clone();
-    entry.1 = report.agent_version.clone();
+    entry.0.clone_from(&job.source_ip);
+    entry.1.clone_from(&report.agent_version);
     entry.2 += report.samples.len() as i64;
     entry.3 += report.samples_lost;
-    if group.open[&agent.school_id].contains_key(&(agent.id, "agent_silent".to_owned())) {
+    if group.open[&school].contains_key(&(agent.id, "agent_silent".to_owned())) {
         alerts::agent_heard(tx, agent.id, now).await?;
-        let open = alerts::open_incidents(tx, agent.school_id).await?;
-        group.open.insert(agent.school_id, open);
+        let open = alerts::open_incidents(tx, school).await?;
+        group.open.insert(school, open);
     }
-    Ok(Ok(Outcome::Stored {
-        samples: report.samples.len(),
-    }))
+    Ok(())
 }
 
+/// The devices of `schools`, by school.
 async fn load_devices(
     conn: &mut AnyConnection,
-    school_id: i64,
-) -> Result<HashMap<i64, DeviceState>> {
-    let rows = sqlx::query::<Any>(
-        "SELECT id, name, school_id, status, status_since, last_sample_at, last_latency_ms, last_loss_percent, last_error, \
-         down_after_minutes, degraded_loss_percent FROM devices WHERE school_id = $1",
-    )
-    .bind(school_id)
-    .fetch_all(conn)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok((
+    backend: Backend,
+    texts: &mut Texts,
+    schools: &[i64],
+) -> Result<HashMap<i64, HashMap<i64, DeviceState>>> {
+    let mut out: HashMap<i64, HashMap<i64, DeviceState>> = HashMap::new();
+    let mut rest = schools;
+    for n in runs(schools.len(), statement_rows(backend, 1)) {
+        let (chunk, more) = rest.split_at(n);
+        rest = more;
+        let sql = texts.get(
+            "SELECT id, name, school_id, status, status_since, last_sample_at, last_latency_ms, last_loss_percent, last_error, \
+             down_after_minutes, degraded_loss_percent FROM devices WHERE school_id IN (",
+            "?",
+            ")",
+            n,
+        );
+        let mut query = sqlx::query::<Any>(sqlx::AssertSqlSafe(sql));
+        for school in chunk {
+            query = query.bind(*school);
+        }
+        for r in query.fetch_all(&mut *conn).await? {
+            let school_id: i64 = r.try_get("school_id")?;
+            out.entry(school_id).or_default().insert(
                 r.try_get::<i64, _>("id")?,
                 DeviceState {
                     name: r.try_get("name")?,
-                    school_id: r.try_get("school_id")?,
+                    school_id,
                     status: r.try_get("status")?,
                     status_since: r.try_get("status_since")?,
                     last_sample_at: r.try_get("last_sample_at")?,
@@ -536,9 +673,10 @@ async fn load_devices(
                     degraded_loss_percent: r.try_get("degraded_loss_percent")?,
                     dirty: false,
                 },
-            ))
-        })
-        .collect()
+            );
+        }
+    }
+    Ok(out)
 }
 
 /// One stored sample as the API shows it.
