@@ -152,6 +152,7 @@ pub async fn start(config: &Config, options: StartOptions) -> anyhow::Result<Run
                 .with_data_dir(data_dir),
         ),
         ingest,
+        agent_credentials: devices::agents::Credentials::default(),
         devices: devices::Settings::from(&config.devices),
     };
     let sweep = devices_sweep(state.db.clone(), state.devices.clone());

@@ -1,6 +1,10 @@
 //! School agents: one-time enrollment tokens, enrollment, the agent list, revocation, and
 //! authentication of an agent's requests by its bearer credential.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row};
@@ -259,7 +263,13 @@ pub async fn get(db: &Db, settings: &Settings, id: i64) -> Result<Agent> {
 }
 
 /// Revokes an agent: its credential stops working at once. Revoking twice is a no-op.
-pub async fn revoke(db: &Db, settings: &Settings, actor: &Actor, id: i64) -> Result<Agent> {
+pub async fn revoke(
+    db: &Db,
+    settings: &Settings,
+    credentials: &Credentials,
+    actor: &Actor,
+    id: i64,
+) -> Result<Agent> {
     let mut tx = db.begin_write().await?;
     let before = get_in(&mut tx, settings, id).await?;
     if before.revoked_at.is_some() {
@@ -284,6 +294,8 @@ pub async fn revoke(db: &Db, settings: &Settings, actor: &Actor, id: i64) -> Res
     )
     .await?;
     tx.commit().await?;
+    // After the commit, so that no request can read the credential as valid again.
+    credentials.forget_all();
     Ok(after)
 }
 
@@ -294,21 +306,88 @@ pub struct AgentIdentity {
     pub school_id: i64,
 }
 
+/// How long an authenticated credential is believed without reading the agents table again.
+/// Revocation through this server forgets every credential at once; this bounds how long
+/// another server process sharing the database would still take a revoked one.
+const CREDENTIAL_TTL: Duration = Duration::from_secs(10);
+/// The most credentials remembered; beyond that the memory is emptied and refilled.
+const CREDENTIALS_KEPT: usize = 65_536;
+
+/// Credentials recently found valid, by their hash, so that an agent's every report does not
+/// read the agents table (at thousands of reports a second, that read was a large share of a
+/// report's cost). Only hashes are kept, as in the database.
+#[derive(Debug, Clone, Default)]
+pub struct Credentials(Arc<Mutex<Known>>);
+
+#[derive(Debug, Default)]
+struct Known {
+    /// Counts revocations: a credential read before one is not kept after it.
+    generation: u64,
+    agents: HashMap<String, (AgentIdentity, Instant)>,
+}
+
+impl Credentials {
+    fn known(&self) -> std::sync::MutexGuard<'_, Known> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn get(&self, hash: &str) -> Result<AgentIdentity, u64> {
+        let known = self.known();
+        known
+            .agents
+            .get(hash)
+            .filter(|(_, at)| at.elapsed() < CREDENTIAL_TTL)
+            .map(|(agent, _)| *agent)
+            .ok_or(known.generation)
+    }
+
+    fn keep(&self, generation: u64, hash: String, agent: AgentIdentity) {
+        let mut known = self.known();
+        if known.generation != generation {
+            return;
+        }
+        if known.agents.len() >= CREDENTIALS_KEPT {
+            known.agents.clear();
+        }
+        known.agents.insert(hash, (agent, Instant::now()));
+    }
+
+    fn forget_all(&self) {
+        let mut known = self.known();
+        known.generation += 1;
+        known.agents.clear();
+    }
+}
+
 /// The agent a credential belongs to, unless it is unknown or revoked.
-pub async fn authenticate(db: &Db, credential: &str) -> Result<Option<AgentIdentity>> {
+pub async fn authenticate(
+    db: &Db,
+    credentials: &Credentials,
+    credential: &str,
+) -> Result<Option<AgentIdentity>> {
+    let hash = secret_hash(credential);
+    let generation = match credentials.get(&hash) {
+        Ok(agent) => return Ok(Some(agent)),
+        Err(generation) => generation,
+    };
     let row = sqlx::query::<Any>(
         "SELECT id, school_id FROM agents WHERE credential_hash = $1 AND revoked_at IS NULL",
     )
-    .bind(secret_hash(credential))
+    .bind(&hash)
     .fetch_optional(&db.pool)
     .await?;
-    row.map(|r| {
-        Ok(AgentIdentity {
-            id: r.try_get("id")?,
-            school_id: r.try_get("school_id")?,
+    let agent = row
+        .map(|r| {
+            Ok::<_, Error>(AgentIdentity {
+                id: r.try_get("id")?,
+                school_id: r.try_get("school_id")?,
+            })
         })
-    })
-    .transpose()
+        .transpose()?;
+    if let Some(agent) = agent {
+        credentials.keep(generation, hash, agent);
+    }
+    Ok(agent)
 }
 
 /// Notes that an agent was heard from (its configuration pull).

@@ -66,7 +66,7 @@ impl FromRequestParts<AppState> for AgentAuth {
                     "send the agent credential as Authorization: Bearer (khetnet-agent enroll gives it)".into(),
                 )
             })?;
-        let agent = agents::authenticate(&state.db, credential)
+        let agent = agents::authenticate(&state.db, &state.agent_credentials, credential)
             .await?
             .ok_or_else(|| {
                 metrics::counter!("khetnet_agent_auth_refused_total").increment(1);
@@ -150,7 +150,14 @@ async fn revoke_agent(
 ) -> ApiResult<Json<agents::Agent>> {
     user.require(Permission::DevicesManage)?;
     Ok(Json(
-        agents::revoke(&state.db, &state.devices, &user.actor, id).await?,
+        agents::revoke(
+            &state.db,
+            &state.devices,
+            &state.agent_credentials,
+            &user.actor,
+            id,
+        )
+        .await?,
     ))
 }
 

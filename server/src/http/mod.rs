@@ -41,6 +41,8 @@ pub struct AppState {
     pub devices: crate::devices::Settings,
     /// Stores agent reports (group commit).
     pub ingest: crate::devices::samples::Ingest,
+    /// Agent credentials recently found valid.
+    pub agent_credentials: crate::devices::agents::Credentials,
     /// The service desk's settings (`[desk]`).
     pub desk: Arc<crate::desk::Settings>,
 }
