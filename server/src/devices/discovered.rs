@@ -255,15 +255,13 @@ async fn undecided(conn: &mut AnyConnection, id: i64) -> Result<Discovered> {
 /// `Conflict` when it was already accepted or ignored, or the name or asset number is taken;
 /// `Invalid` naming the field.
 pub async fn accept(db: &Db, actor: &Actor, id: i64, body: Accept) -> Result<Discovered> {
-    let found = get(db, id).await?;
-    if found.state != "new" {
-        return Err(Error::Conflict(format!(
-            "the discovered device is already {}",
-            found.state
-        )));
-    }
-    let device = targets::create(
-        db,
+    // One transaction: the device, the asset and the decision exist together or not at all,
+    // and of two technicians accepting at once only one creates a device.
+    let mut tx = db.begin_write().await?;
+    let before = undecided(&mut tx, id).await?;
+    let found = &before;
+    let device = targets::create_in(
+        &mut tx,
         actor,
         NewDevice {
             school_id: found.school_id,
@@ -285,8 +283,6 @@ pub async fn accept(db: &Db, actor: &Actor, id: i64, body: Accept) -> Result<Dis
         },
     )
     .await?;
-    let mut tx = db.begin_write().await?;
-    let before = undecided(&mut tx, id).await?;
     let asset_id = match &body.asset {
         Some(a) => {
             let new: NewAsset = serde_json::from_value(serde_json::json!({

@@ -359,10 +359,24 @@ fn audited(device: &Device) -> serde_json::Value {
 /// # Errors
 /// `Invalid` naming the field (also `school_id` for an unknown school); `Conflict` when the
 /// school already has a device of that name.
-pub async fn create(db: &Db, actor: &Actor, mut new: NewDevice) -> Result<Device> {
+pub async fn create(db: &Db, actor: &Actor, new: NewDevice) -> Result<Device> {
+    let mut tx = db.begin_write().await?;
+    let device = create_in(&mut tx, actor, new).await?;
+    tx.commit().await?;
+    Ok(device)
+}
+
+/// [`create`] inside the caller's transaction (accepting a discovered device).
+///
+/// # Errors
+/// As [`create`].
+pub(crate) async fn create_in(
+    tx: &mut sqlx::AnyConnection,
+    actor: &Actor,
+    mut new: NewDevice,
+) -> Result<Device> {
     new.validate()?;
     let now = now_ms();
-    let mut tx = db.begin_write().await?;
     let school: Option<i64> =
         sqlx::query_scalar::<Any, i64>("SELECT id FROM schools WHERE id = $1")
             .bind(new.school_id)
@@ -397,9 +411,9 @@ pub async fn create(db: &Db, actor: &Actor, mut new: NewDevice) -> Result<Device
     .fetch_one(&mut *tx)
     .await
     .on_unique_violation(|| format!("the school already has a device named {:?}", new.name))?;
-    let device = get_in(&mut tx, id).await?;
+    let device = get_in(&mut *tx, id).await?;
     audit::record(
-        &mut tx,
+        &mut *tx,
         actor,
         Change {
             action: "device.create",
@@ -410,7 +424,6 @@ pub async fn create(db: &Db, actor: &Actor, mut new: NewDevice) -> Result<Device
         },
     )
     .await?;
-    tx.commit().await?;
     Ok(device)
 }
 
