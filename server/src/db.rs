@@ -206,16 +206,24 @@ impl Db {
 }
 
 impl Db {
-    /// [`Db::begin_write`] on a connection the caller keeps from one transaction to the next
-    /// (the report writer: SQLite's page cache belongs to a connection and stays warm only
-    /// while no other connection writes).
-    pub async fn begin_write_on<'c>(
+    /// [`Db::begin_write`] for the report writer, on a connection it may keep from one
+    /// transaction to the next (SQLite's page cache belongs to a connection and stays warm only
+    /// while no other connection writes). On PostgreSQL the transaction plans its statements
+    /// once (generic plans): they all find rows by key, and planning a multi-row INSERT of
+    /// thousands of parameters anew on every run, as the connection's custom-plan setting
+    /// asks, cost PostgreSQL more than executing it.
+    pub async fn begin_ingest<'c>(
         &self,
         conn: &'c mut sqlx::AnyConnection,
     ) -> Result<sqlx::Transaction<'c, sqlx::Any>> {
         Ok(match self.backend {
             Backend::Sqlite => sqlx::Connection::begin_with(conn, "BEGIN IMMEDIATE").await?,
-            Backend::Postgres => sqlx::Connection::begin(conn).await?,
+            Backend::Postgres => {
+                let mut tx = sqlx::Connection::begin(conn).await?;
+                tx.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+                    .await?;
+                tx
+            }
         })
     }
 }

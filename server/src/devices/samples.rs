@@ -349,7 +349,7 @@ async fn store_group(
         Some(conn) => conn,
         None => conn.insert(db.pool.acquire().await?),
     };
-    let mut tx = db.begin_write_on(conn).await?;
+    let mut tx = db.begin_ingest(conn).await?;
     let mut schools: Vec<i64> = jobs.iter().map(|j| j.agent.school_id).collect();
     schools.sort_unstable();
     schools.dedup();
