@@ -1157,8 +1157,36 @@ async fn discovered_devices_are_listed_per_school_until_accepted_or_ignored() {
             "{body}"
         );
 
-        // Accept one into the inventory (device and asset), ignore the other.
+        // Accept one into the inventory (device and asset), ignore the other. A refusal (the
+        // asset number is taken) leaves no device behind, and the sighting can be accepted.
         let printer_id = found[0]["id"].as_i64().unwrap();
+        let (status, taken) = s
+            .post(
+                &tech,
+                "/api/v1/assets",
+                json!({ "asset_number": "TAKEN-0001", "category": "printer", "school_id": school }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{taken}");
+        let (status, refused) = s
+            .post(
+                &tech,
+                &format!("/api/v1/discovered-devices/{printer_id}/accept"),
+                json!({ "name": "printer-2", "probe": "snmp", "snmp_community": "public", "asset": { "asset_number": "TAKEN-0001", "category": "printer" } }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+        let (_, devices) = s
+            .get(&tech, &format!("/api/v1/devices?school_id={school}"))
+            .await;
+        assert!(
+            devices
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|d| d["name"] != "printer-2"),
+            "no device left by the refused acceptance: {devices}"
+        );
         let (status, accepted) = s
             .post(
                 &tech,
