@@ -1998,3 +1998,59 @@ async fn asset_search_by_word_and_paging_through_a_large_register() {
         s.stop().await;
     }
 }
+
+#[tokio::test]
+async fn a_common_word_only_in_older_assets_is_found_page_by_page() {
+    for db in databases() {
+        let s = TestServer::start(&db).await;
+        let d = desk(&s).await;
+        // 2,100 old notebooks of one model, then 2,000 newer assets without it: the newest
+        // assets a search reads first hold none, and the word starts too many words for the
+        // word index to be the quick way.
+        let mut csv = String::from("asset_number,category,brand,model,school_code,room\r\n");
+        for i in 0..2100 {
+            csv.push_str(&format!(
+                "OLD-{i:05},notebook,Acer,Legacy {i},A1001,ห้องเรียน {}\r\n",
+                i % 7
+            ));
+        }
+        for i in 0..2000 {
+            csv.push_str(&format!(
+                "NEW-{i:05},desktop,Dell,OptiPlex 7090,A1001,ห้องคอม\r\n"
+            ));
+        }
+        let resp = s
+            .client
+            .post(format!("{}/api/v1/assets/import", s.url))
+            .bearer_auth(&d.admin)
+            .header("content-type", "text/csv")
+            .body(csv)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::CREATED, "{db:?}");
+
+        let legacy = every_page(&s, &d.tech, "/api/v1/assets?q=legacy&limit=50").await;
+        let expected = ids_of(
+            &s,
+            "SELECT id FROM assets WHERE model LIKE 'Legacy %' ORDER BY id DESC",
+        )
+        .await;
+        assert_eq!(expected.len(), 2100);
+        assert_eq!(
+            legacy, expected,
+            "{db:?}: each old notebook once, newest first"
+        );
+        // Two common words whose pairing is rarer, and one of them with a filter.
+        let pair = every_page(&s, &d.tech, "/api/v1/assets?q=legacy%20acer&limit=500").await;
+        assert_eq!(pair, expected);
+        let room = every_page(
+            &s,
+            &d.tech,
+            &format!("/api/v1/assets?q=legacy%20%E0%B8%AB%E0%B9%89%E0%B8%AD%E0%B8%87&school_id={}&limit=100", d.school_a),
+        )
+        .await;
+        assert_eq!(room, expected);
+        s.stop().await;
+    }
+}

@@ -826,8 +826,10 @@ pub async fn index_pending_words(db: &Db) -> Result<u64> {
 ///
 /// Every page is read from an index at a million assets: the filters from `(school_id, id)`,
 /// `(school_id, state, id)`, `(state, id)`, `(category, id)`; a search first from the newest
-/// [`SEARCH_WINDOW`] assets under the filters, then, when those held less than a page, from
-/// `asset_words` below them. Nothing is counted.
+/// [`SEARCH_WINDOW`] assets under the filters, then, when those held less than a page, below
+/// them: from `asset_words` when one of its terms starts few words ([`RARE_WORD`]), else from
+/// the next [`COMMON_WINDOW`] assets and only then the word index. Nothing is counted but a
+/// term's words, up to [`RARE_WORD`].
 pub async fn list(db: &Db, filter: &Filter, school_scope: Option<i64>) -> Result<Vec<Asset>> {
     let limit = filter.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
@@ -878,52 +880,110 @@ pub async fn list(db: &Db, filter: &Filter, school_scope: Option<i64>) -> Result
     // The newest assets under the filters: a common word fills the page from these. Only the
     // window's ids and words are read (a quarter less work than whole rows); the page's rows
     // are fetched by id.
-    let sql = numbered(&format!(
-        "SELECT {COLUMNS} FROM assets WHERE id IN (SELECT id FROM \
-         (SELECT id, words FROM assets WHERE {} ORDER BY id DESC LIMIT {SEARCH_WINDOW}) a \
-         WHERE {} ORDER BY id DESC LIMIT {limit}) ORDER BY id DESC",
-        base.text(),
-        matches.text()
-    ));
-    let rows = bind_all(
-        sqlx::query::<Any>(sqlx::AssertSqlSafe(sql)),
-        base.args().iter().chain(matches.args()),
-    )
-    .fetch_all(&db.pool)
-    .await?;
-    let mut found = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
+    let mut found = window(db, &base, &matches, SEARCH_WINDOW, limit).await?;
     if found.len() as i64 == limit {
         return Ok(found);
     }
     // Where the window ended; none when it held every asset under the filters.
+    let Some(end) = window_end(db, &base, SEARCH_WINDOW).await? else {
+        return Ok(found);
+    };
+    let mut below = base.clone();
+    below.push("id < ?", [Arg::Int(end)]);
+    // Below the window: the rarest term's assets from the word index when it has few; when
+    // every term is common, the next assets in id order find the rest sooner. (Neither
+    // engine's planner can be trusted here: PostgreSQL estimates a prefix range of the index
+    // at one row whatever its size, and then joins every asset of a common word.)
+    let mut rarest: Option<(usize, &String)> = None;
+    for term in &terms {
+        let n = word_count(db, term, RARE_WORD).await?;
+        if rarest.is_none_or(|(least, _)| n < least) {
+            rarest = Some((n, term));
+        }
+    }
+    let (count, rarest) = rarest.unwrap_or((0, &terms[0]));
+    let rest = limit - found.len() as i64;
+    if count > RARE_WORD {
+        found.extend(window(db, &below, &matches, COMMON_WINDOW, rest).await?);
+        if found.len() as i64 == limit {
+            return Ok(found);
+        }
+        match window_end(db, &below, COMMON_WINDOW).await? {
+            Some(end) => below.push("id < ?", [Arg::Int(end)]),
+            None => return Ok(found),
+        }
+    }
+    below.push(
+        "id IN (SELECT asset_id FROM asset_words WHERE word >= ? AND word < ?)",
+        [
+            Arg::Text(rarest.clone()),
+            Arg::Text(format!("{rarest}\u{10FFFF}")),
+        ],
+    );
+    below.push_all("{}", &matches);
+    found.extend(page(db, &below, limit - found.len() as i64).await?);
+    Ok(found)
+}
+
+/// A word (the start of one) with more assets than this is common: searched by walking the
+/// register rather than through the word index.
+const RARE_WORD: usize = 2000;
+
+/// How many assets a search walks below [`SEARCH_WINDOW`] when all its words are common.
+const COMMON_WINDOW: i64 = 50_000;
+
+/// The newest `limit` assets among the newest `size` meeting `conditions` that match `matches`.
+async fn window(
+    db: &Db,
+    conditions: &Where,
+    matches: &Where,
+    size: i64,
+    limit: i64,
+) -> Result<Vec<Asset>> {
+    let sql = numbered(&format!(
+        "SELECT {COLUMNS} FROM assets WHERE id IN (SELECT id FROM \
+         (SELECT id, words FROM assets WHERE {} ORDER BY id DESC LIMIT {size}) a \
+         WHERE {} ORDER BY id DESC LIMIT {limit}) ORDER BY id DESC",
+        conditions.text(),
+        matches.text()
+    ));
+    let rows = bind_all(
+        sqlx::query::<Any>(sqlx::AssertSqlSafe(sql)),
+        conditions.args().iter().chain(matches.args()),
+    )
+    .fetch_all(&db.pool)
+    .await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// The id of the `size`th newest asset meeting `conditions`; none when there are fewer.
+async fn window_end(db: &Db, conditions: &Where, size: i64) -> Result<Option<i64>> {
     let sql = format!(
         "SELECT id FROM assets WHERE {} ORDER BY id DESC LIMIT 1 OFFSET {}",
-        base.sql(),
-        SEARCH_WINDOW - 1
+        conditions.sql(),
+        size - 1
     );
-    let end: Option<i64> = base
+    Ok(conditions
         .bind(sqlx::query::<Any>(sqlx::AssertSqlSafe(sql)))
         .fetch_optional(&db.pool)
         .await?
         .map(|row| row.try_get("id"))
-        .transpose()?;
-    let Some(end) = end else {
-        return Ok(found);
-    };
-    // Below the window, from the word index: the longest term has the fewest matches.
-    let longest = terms.iter().max_by_key(|t| t.len()).unwrap_or(&terms[0]);
-    let mut rest = base.clone();
-    rest.push("id < ?", [Arg::Int(end)]);
-    rest.push(
-        "id IN (SELECT asset_id FROM asset_words WHERE word >= ? AND word < ?)",
-        [
-            Arg::Text(longest.clone()),
-            Arg::Text(format!("{longest}\u{10FFFF}")),
-        ],
+        .transpose()?)
+}
+
+/// How many assets have a word starting with `term`, counted up to `cap + 1`.
+async fn word_count(db: &Db, term: &str, cap: usize) -> Result<usize> {
+    let sql = format!(
+        "SELECT COUNT(*) AS n FROM (SELECT 1 AS one FROM asset_words WHERE word >= $1 AND word < $2 LIMIT {}) w",
+        cap + 1
     );
-    rest.push_all("{}", &matches);
-    found.extend(page(db, &rest, limit - found.len() as i64).await?);
-    Ok(found)
+    let n: i64 = sqlx::query::<Any>(sqlx::AssertSqlSafe(sql))
+        .bind(term)
+        .bind(format!("{term}\u{10FFFF}"))
+        .fetch_one(&db.pool)
+        .await?
+        .try_get("n")?;
+    Ok(n as usize)
 }
 
 /// The newest `limit` assets meeting `conditions`.
