@@ -8,7 +8,8 @@
 #   bench/desk.sh                      # the full run (a few minutes of seeding per engine)
 #   ASSETS=100000 REQUESTS=100000 DURATION=3s bench/desk.sh   # a quick one
 #
-# Environment: ASSETS, REQUESTS, DURATION (wrk -d, per endpoint), CONNECTIONS (wrk -c),
+# Environment: ASSETS, REQUESTS, DURATION (wrk -d, per endpoint), WARMUP (wrk -d of an uncounted
+# run before each endpoint's, 3s), CONNECTIONS (wrk -c),
 # ENGINES ("sqlite postgres"), PG_URL (a PostgreSQL server where the script may create and
 # drop a database; postgres://postgres@127.0.0.1:5432), KEEP=1 keeps the temp dir and the
 # PostgreSQL database, REUSE=DIR runs on the databases a KEEP=1 run left in DIR (no seeding).
@@ -19,6 +20,7 @@ ASSETS=${ASSETS:-1000000}
 REQUESTS=${REQUESTS:-1000000}
 DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-16}
+WARMUP=${WARMUP:-3s}
 ENGINES=${ENGINES:-sqlite postgres}
 PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432}
 TARGET_P99_MS=100
@@ -96,6 +98,9 @@ drive() {
     shift 2
     local script="$work/$engine-$name.lua" out="$work/$engine-$name.wrk"
     lua_script "$script" "$token" "$@"
+    # Warm-up, not counted: the first reads of a freshly started server fault the database's
+    # pages in from disk (a cold cache after the seed), which is not the steady state measured.
+    wrk -t2 -c"$CONNECTIONS" -d"$WARMUP" --timeout 10s -s "$script" "$base" >/dev/null
     wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --timeout 10s --latency -s "$script" "$base" >"$out"
     local p50 p99 rps errors
     p50=$(to_ms "$(awk '$1=="50%"{print $2}' "$out")")
