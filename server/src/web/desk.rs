@@ -1101,6 +1101,37 @@ impl AssetsPage {
     }
 }
 
+/// Why a page is not shown: nobody is signed in, or the user may not.
+enum Refused {
+    SignIn,
+    Forbidden,
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        match self {
+            Refused::SignIn => see_other("/login"),
+            Refused::Forbidden => ApiError::Forbidden.into_response(),
+        }
+    }
+}
+
+/// The signed-in user and the school their view is bound to (none for district staff), when
+/// they hold `permission`.
+fn permitted(
+    user: &WebUser,
+    permission: Permission,
+) -> Result<(&crate::auth::Principal, Option<i64>), Refused> {
+    let p = user.principal.as_ref().ok_or(Refused::SignIn)?;
+    if !p.role.may(permission) {
+        return Err(Refused::Forbidden);
+    }
+    Ok((
+        p,
+        p.role.school_bound().then_some(p.school_id.unwrap_or(-1)),
+    ))
+}
+
 /// An asset state's name in the page's language.
 fn asset_state_name(t: &DeskText, state: &str) -> &'static str {
     assets::STATES
@@ -1126,13 +1157,10 @@ async fn assets_view(
     q: &HashMap<String, String>,
     notice: Option<(StatusCode, bool, String)>,
 ) -> Response {
-    let Some(p) = &user.principal else {
-        return see_other("/login");
+    let (p, scope) = match permitted(user, Permission::AssetsView) {
+        Ok(found) => found,
+        Err(refused) => return refused.into_response(),
     };
-    if !p.role.may(Permission::AssetsView) {
-        return ApiError::Forbidden.into_response();
-    }
-    let scope = p.role.school_bound().then_some(p.school_id.unwrap_or(-1));
     let filter = assets::Filter {
         q: blank_none(q.get("q")),
         before_id: q.get("before_id").and_then(|v| v.parse().ok()),
@@ -1179,13 +1207,10 @@ async fn import_upload(
     lang: PageLang,
     multipart: Result<axum::extract::Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Response {
-    let Some(p) = &user.principal else {
-        return see_other("/login");
+    let (_, scope) = match permitted(&user, Permission::AssetsManage) {
+        Ok(found) => found,
+        Err(refused) => return refused.into_response(),
     };
-    if !p.role.may(Permission::AssetsManage) {
-        return ApiError::Forbidden.into_response();
-    }
-    let scope = p.role.school_bound().then_some(p.school_id.unwrap_or(-1));
     let imported = async {
         let mut multipart = multipart.map_err(|e| ApiError::BadRequest(e.body_text()))?;
         let mut file = None;
@@ -1257,13 +1282,10 @@ async fn asset_view(
     id: i64,
     error: Option<(StatusCode, String)>,
 ) -> Response {
-    let Some(p) = &user.principal else {
-        return see_other("/login");
+    let (p, scope) = match permitted(user, Permission::AssetsView) {
+        Ok(found) => found,
+        Err(refused) => return refused.into_response(),
     };
-    if !p.role.may(Permission::AssetsView) {
-        return ApiError::Forbidden.into_response();
-    }
-    let scope = p.role.school_bound().then_some(p.school_id.unwrap_or(-1));
     let a = match assets::get(&state.db, id, scope).await {
         Ok(a) => a,
         Err(e) => return ApiError::from(e).into_response(),
@@ -1321,13 +1343,10 @@ async fn asset_edit(
     Path(id): Path<i64>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let Some(p) = &user.principal else {
-        return see_other("/login");
+    let (_, scope) = match permitted(&user, Permission::AssetsManage) {
+        Ok(found) => found,
+        Err(refused) => return refused.into_response(),
     };
-    if !p.role.may(Permission::AssetsManage) {
-        return ApiError::Forbidden.into_response();
-    }
-    let scope = p.role.school_bound().then_some(p.school_id.unwrap_or(-1));
     let text = |name: &str| form.get(name).map(|v| v.trim().to_owned());
     let patch = assets::AssetPatch {
         state: text("state"),
@@ -1395,13 +1414,10 @@ async fn asset_label(
     headers: axum::http::HeaderMap,
     Path(id): Path<i64>,
 ) -> Response {
-    let Some(p) = &user.principal else {
-        return see_other("/login");
+    let (_, scope) = match permitted(&user, Permission::AssetsView) {
+        Ok(found) => found,
+        Err(refused) => return refused.into_response(),
     };
-    if !p.role.may(Permission::AssetsView) {
-        return ApiError::Forbidden.into_response();
-    }
-    let scope = p.role.school_bound().then_some(p.school_id.unwrap_or(-1));
     let a = match assets::get(&state.db, id, scope).await {
         Ok(a) => a.asset,
         Err(e) => return ApiError::from(e).into_response(),
