@@ -384,15 +384,6 @@ pub async fn update(
             "you may keep assets of your own school only",
         ));
     }
-    let changed = changed_fields(&before, &merged);
-    if changed.is_empty() {
-        return Ok(before);
-    }
-    if before.state == "disposed" && changed != ["notes"] {
-        return Err(Error::Conflict(
-            "the asset is disposed of: only its notes may change".into(),
-        ));
-    }
     if merged.state != before.state && ["on_loan", "in_repair"].contains(&before.state.as_str()) {
         let request: Option<i64> = sqlx::query_scalar::<Any, i64>(
             "SELECT a.request_id FROM desk_request_assets a JOIN desk_requests r ON r.id = a.request_id \
@@ -446,6 +437,23 @@ pub async fn update(
             merged.asset_number.trim()
         )
     })?;
+    // What changed, as stored (trimmed, the price in satang); nothing changed: nothing is
+    // recorded (the transaction is dropped, which undoes the UPDATE).
+    let after = get_in(&mut tx, id).await?;
+    let changed: Vec<(&str, String, String)> = field_texts(&before)
+        .into_iter()
+        .zip(field_texts(&after))
+        .filter(|((_, old), (_, new))| old != new)
+        .map(|((field, old), (_, new))| (field, old, new))
+        .collect();
+    if changed.is_empty() {
+        return Ok(before);
+    }
+    if before.state == "disposed" && changed.iter().any(|(field, ..)| *field != "notes") {
+        return Err(Error::Conflict(
+            "the asset is disposed of: only its notes may change".into(),
+        ));
+    }
     const WORD_FIELDS: [&str; 6] = [
         "asset_number",
         "category",
@@ -454,17 +462,16 @@ pub async fn update(
         "model",
         "room",
     ];
-    if changed.iter().any(|f| WORD_FIELDS.contains(f)) {
+    if changed
+        .iter()
+        .any(|(field, ..)| WORD_FIELDS.contains(field))
+    {
         index_words_in(&mut tx, id).await?;
     }
-    let after = get_in(&mut tx, id).await?;
     let comment = patch.comment.as_deref().unwrap_or_default().trim();
     let mut detail = changed
         .iter()
-        .map(|field| {
-            let (old, new) = field_texts(&before, &after, field);
-            format!("{field}: {old} → {new}")
-        })
+        .map(|(field, old, new)| format!("{field}: {old} → {new}"))
         .collect::<Vec<_>>()
         .join("; ");
     if !comment.is_empty() {
@@ -492,73 +499,38 @@ pub async fn update(
     Ok(after)
 }
 
-/// The fields of `before` that `merged` changes (compared as stored: trimmed, price in satang).
-fn changed_fields(before: &Asset, merged: &NewAsset) -> Vec<&'static str> {
-    let satang = |p: Option<f64>| p.map(|p| (p * 100.0).round() as i64);
-    let mut out = Vec::new();
-    let texts = [
-        ("asset_number", &before.asset_number, &merged.asset_number),
-        ("category", &before.category, &merged.category),
-        ("brand", &before.brand, &merged.brand),
-        ("model", &before.model, &merged.model),
-        ("serial", &before.serial, &merged.serial),
-        (
-            "funding_source",
-            &before.funding_source,
-            &merged.funding_source,
-        ),
-        ("room", &before.room, &merged.room),
-        ("custodian", &before.custodian, &merged.custodian),
-        ("state", &before.state, &merged.state),
-        ("notes", &before.notes, &merged.notes),
-    ];
-    for (field, old, new) in texts {
-        if old.trim() != new.trim() {
-            out.push(field);
-        }
-    }
-    if before.budget_year != merged.budget_year {
-        out.push("budget_year");
-    }
-    if satang(before.price) != satang(merged.price) {
-        out.push("price");
-    }
-    if before.school_id != merged.school_id {
-        out.push("school_id");
-    }
-    if before.warranty_end != merged.warranty_end {
-        out.push("warranty_end");
-    }
-    out
-}
-
-/// A field's old and new value as the history shows them ("—" for none).
-fn field_texts(before: &Asset, after: &Asset, field: &str) -> (String, String) {
-    let text = |a: &Asset| -> String {
-        let value = match field {
-            "asset_number" => a.asset_number.clone(),
-            "category" => a.category.clone(),
-            "brand" => a.brand.clone(),
-            "model" => a.model.clone(),
-            "serial" => a.serial.clone(),
-            "funding_source" => a.funding_source.clone(),
-            "room" => a.room.clone(),
-            "custodian" => a.custodian.clone(),
-            "state" => a.state.clone(),
-            "notes" => a.notes.clone(),
-            "budget_year" => a.budget_year.map(|y| y.to_string()).unwrap_or_default(),
-            "price" => a.price.map(|p| format!("{p:.2}")).unwrap_or_default(),
-            "school_id" => a.school_id.to_string(),
-            "warranty_end" => a.warranty_end.clone().unwrap_or_default(),
-            _ => String::new(),
-        };
+/// An asset's fields as its history shows them ("—" for none).
+fn field_texts(a: &Asset) -> [(&'static str, String); 14] {
+    let text = |value: String| {
         if value.is_empty() {
-            "—".into()
+            "—".to_owned()
         } else {
             value
         }
     };
-    (text(before), text(after))
+    [
+        ("asset_number", a.asset_number.clone()),
+        ("category", a.category.clone()),
+        ("brand", a.brand.clone()),
+        ("model", a.model.clone()),
+        ("serial", a.serial.clone()),
+        (
+            "budget_year",
+            a.budget_year.map(|y| y.to_string()).unwrap_or_default(),
+        ),
+        (
+            "price",
+            a.price.map(|p| format!("{p:.2}")).unwrap_or_default(),
+        ),
+        ("funding_source", a.funding_source.clone()),
+        ("school_id", a.school_id.to_string()),
+        ("room", a.room.clone()),
+        ("custodian", a.custodian.clone()),
+        ("state", a.state.clone()),
+        ("warranty_end", a.warranty_end.clone().unwrap_or_default()),
+        ("notes", a.notes.clone()),
+    ]
+    .map(|(field, value)| (field, text(value)))
 }
 
 pub async fn get_in(conn: &mut AnyConnection, id: i64) -> Result<Asset> {
