@@ -67,6 +67,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "desk_asset_words_category",
         include_str!("../migrations/sqlite/0009_desk_asset_words_category.sql"),
     ),
+    (
+        10,
+        "device_reports",
+        include_str!("../migrations/sqlite/0010_device_reports.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -108,6 +113,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         9,
         "desk_asset_words_category",
         include_str!("../migrations/postgres/0009_desk_asset_words_category.sql"),
+    ),
+    (
+        10,
+        "device_reports",
+        include_str!("../migrations/postgres/0010_device_reports.sql"),
     ),
 ];
 

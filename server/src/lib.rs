@@ -87,6 +87,12 @@ pub async fn start(config: &Config, options: StartOptions) -> anyhow::Result<Run
     if indexed > 0 {
         tracing::info!(assets = indexed, "indexed the words of assets for search");
     }
+    let moved = devices::raw::move_sample_rows(&db)
+        .await
+        .context("moving device samples into stored reports")?;
+    if moved > 0 {
+        tracing::info!(samples = moved, "moved device samples into stored reports");
+    }
     let generated_admin_password =
         auth::ensure_first_admin(&db, options.admin_password, config.auth.min_password_length)
             .await

@@ -1072,6 +1072,149 @@ async fn old_samples_become_five_minute_aggregates() {
 }
 
 #[tokio::test]
+async fn a_new_device_does_not_inherit_the_samples_of_a_deleted_one() {
+    for db in databases() {
+        let s = TestServer::start_with(&db, |c| c.devices.report_interval_secs = 86_400).await;
+        let admin = s.admin().await;
+        let school = s.school(&admin, "1057010001").await;
+        let old = device(&s, &admin, school, "old-printer", json!({})).await;
+        let credential = enroll(&s, &admin, school, "agent-1").await;
+        let samples = json!([
+            sample(old, 120, false),
+            sample(old, 60, false),
+            sample(old, 30, true)
+        ]);
+        let (status, body) = report(
+            &s,
+            &credential,
+            json!({ "batch_id": batch_id(), "samples": samples }),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(samples_of(&s, &admin, old).await.len(), 3);
+
+        let (status, body) = s
+            .call(
+                Some(&admin),
+                Method::DELETE,
+                &format!("/api/v1/devices/{old}"),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+        let new = device(&s, &admin, school, "new-printer", json!({})).await;
+        if matches!(db, common::Database::Sqlite) {
+            // SQLite gives the largest id again after it was deleted: the case at hand.
+            assert_eq!(
+                new, old,
+                "SQLite no longer reuses the id; the test proves less"
+            );
+        }
+        assert!(samples_of(&s, &admin, new).await.is_empty(), "{db:?}");
+        let handle = khetnet_server::db::Db::connect(&s.database_url, 2)
+            .await
+            .unwrap();
+        let uptime = khetnet_server::devices::samples::uptime(&handle, school, 0)
+            .await
+            .unwrap();
+        assert_eq!(uptime.get(&new), None, "{db:?}: {uptime:?}");
+        let months = khetnet_server::devices::graphs::monthly_uptime(&handle, new)
+            .await
+            .unwrap();
+        assert!(months.is_empty(), "{db:?}: {months:?}");
+
+        // Its own samples are its own.
+        let (status, body) = report(
+            &s,
+            &credential,
+            json!({ "batch_id": batch_id(), "samples": [sample(new, 10, true)] }),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(samples_of(&s, &admin, new).await.len(), 1);
+        let uptime = khetnet_server::devices::samples::uptime(&handle, school, 0)
+            .await
+            .unwrap();
+        assert_eq!(uptime.get(&new), Some(&(1, 1)), "{db:?}");
+
+        // Past the raw window both reports roll up: the deleted device's samples leave no
+        // aggregate behind, the new one's make one sample's worth.
+        let settings = khetnet_server::devices::Settings::default();
+        let later = khetnet_server::db::now_ms() + 8 * 86_400_000;
+        let done = khetnet_server::devices::rollup::maintain(&handle, &settings, later)
+            .await
+            .unwrap();
+        assert_eq!(done.raw_deleted, 4, "{db:?}: {done:?}");
+        let uptime = khetnet_server::devices::samples::uptime(&handle, school, 0)
+            .await
+            .unwrap();
+        assert_eq!(uptime.get(&new), Some(&(1, 1)), "{db:?}");
+        handle.pool.close().await;
+        s.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn samples_kept_one_row_each_move_into_stored_reports() {
+    for db in databases() {
+        let s = TestServer::start(&db).await;
+        let admin = s.admin().await;
+        let school = s.school(&admin, "1057010001").await;
+        let switch = device(&s, &admin, school, "switch", json!({})).await;
+        enroll(&s, &admin, school, "agent-1").await;
+        let handle = khetnet_server::db::Db::connect(&s.database_url, 2)
+            .await
+            .unwrap();
+        // Samples as the server stored them before migration 10: a row each.
+        let now = khetnet_server::db::now_ms();
+        for (i, (ok, detail)) in [
+            (true, Some(r#"{"uptime_secs":5}"#)),
+            (false, None),
+            (true, None),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            sqlx::query(
+                "INSERT INTO device_samples (device_id, agent_id, at, ok, latency_ms, loss_percent, error, detail_json) \
+                 VALUES ($1, (SELECT MIN(id) FROM agents), $2, $3, NULL, $4, $5, $6)",
+            )
+            .bind(switch)
+            .bind(now - 60_000 * (3 - i as i64))
+            .bind(i64::from(ok))
+            .bind(if ok { 0_i64 } else { 100 })
+            .bind((!ok).then_some("no reply"))
+            .bind(detail)
+            .execute(&handle.pool)
+            .await
+            .unwrap();
+        }
+        let moved = khetnet_server::devices::raw::move_sample_rows(&handle)
+            .await
+            .unwrap();
+        assert_eq!(moved, 3, "{db:?}");
+        let listed = samples_of(&s, &admin, switch).await;
+        assert_eq!(listed.len(), 3, "{db:?}: {listed:?}");
+        assert_eq!(listed[0]["detail"]["uptime_secs"], 5, "{listed:?}");
+        assert_eq!(listed[1]["ok"], false, "{listed:?}");
+        assert_eq!(listed[1]["error"], "no reply", "{listed:?}");
+        let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM device_samples")
+            .fetch_one(&handle.pool)
+            .await
+            .unwrap();
+        assert_eq!(left, 0);
+        assert_eq!(
+            khetnet_server::devices::raw::move_sample_rows(&handle)
+                .await
+                .unwrap(),
+            0
+        );
+        handle.pool.close().await;
+        s.stop().await;
+    }
+}
+
+#[tokio::test]
 async fn discovered_devices_are_listed_per_school_until_accepted_or_ignored() {
     for db in databases() {
         let s = TestServer::start(&db).await;

@@ -7,7 +7,8 @@ use std::fmt::Write as _;
 
 use sqlx::{Any, Row};
 
-use super::rollup::{AGGREGATE_COLUMNS, Aggregate, BUCKET_MS, RawSample, aggregate_from, raw};
+use super::raw::{self, Scope};
+use super::rollup::{AGGREGATE_COLUMNS, Aggregate, BUCKET_MS, RawSample, aggregate_from, raw_of};
 use crate::db::Db;
 use crate::error::Result;
 
@@ -34,7 +35,7 @@ pub async fn series(
         ((range / points.max(1)) + BUCKET_MS - 1) / BUCKET_MS * BUCKET_MS
     };
     let mut conn = db.pool.acquire().await?;
-    let samples = raw(&mut conn, Some(device_id), since, until).await?;
+    let samples = raw_of(&mut conn, device_id, since, until).await?;
     let mut spans: BTreeMap<i64, Vec<&RawSample>> = BTreeMap::new();
     for s in &samples {
         spans
@@ -93,28 +94,36 @@ impl MonthUptime {
 
 /// Uptime per calendar month (Bangkok time), newest first, from raw samples and aggregates.
 pub async fn monthly_uptime(db: &Db, device_id: i64) -> Result<Vec<MonthUptime>> {
-    // Bangkok is UTC+7 all year: a day number in Bangkok time is (ms + 7 h) / 1 day.
+    let mut conn = db.pool.acquire().await?;
+    let mut days: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+    for ((_, day), (up, all)) in
+        raw::day_counts(&mut conn, Scope::Device(device_id), i64::MIN).await?
+    {
+        let d = days.entry(day).or_default();
+        d.0 += up;
+        d.1 += all;
+    }
     let rows = sqlx::query::<Any>(
-        "SELECT day, CAST(SUM(up) AS BIGINT) AS up, CAST(SUM(total) AS BIGINT) AS total FROM ( \
-           SELECT (at + 25200000) / 86400000 AS day, SUM(ok) AS up, COUNT(*) AS total \
-             FROM device_samples WHERE device_id = $1 GROUP BY (at + 25200000) / 86400000 \
-           UNION ALL \
-           SELECT (bucket_at + 25200000) / 86400000 AS day, SUM(up_samples) AS up, SUM(samples) AS total \
-             FROM device_aggregates WHERE device_id = $1 GROUP BY (bucket_at + 25200000) / 86400000 \
-         ) d GROUP BY day",
+        "SELECT (bucket_at + 25200000) / 86400000 AS day, CAST(SUM(up_samples) AS BIGINT) AS up, \
+         CAST(SUM(samples) AS BIGINT) AS total \
+         FROM device_aggregates WHERE device_id = $1 GROUP BY (bucket_at + 25200000) / 86400000",
     )
     .bind(device_id)
-    .fetch_all(&db.pool)
+    .fetch_all(&mut *conn)
     .await?;
-    let mut months: BTreeMap<(i16, i8), (i64, i64)> = BTreeMap::new();
     for r in rows {
-        let day: i64 = r.try_get("day")?;
+        let d = days.entry(r.try_get("day")?).or_default();
+        d.0 += r.try_get::<i64, _>("up")?;
+        d.1 += r.try_get::<i64, _>("total")?;
+    }
+    let mut months: BTreeMap<(i16, i8), (i64, i64)> = BTreeMap::new();
+    for (day, (up, total)) in days {
         let date = jiff::civil::date(1970, 1, 1)
             .checked_add(jiff::Span::new().days(day))
             .unwrap_or(jiff::civil::date(1970, 1, 1));
         let entry = months.entry((date.year(), date.month())).or_default();
-        entry.0 += r.try_get::<i64, _>("up")?;
-        entry.1 += r.try_get::<i64, _>("total")?;
+        entry.0 += up;
+        entry.1 += total;
     }
     Ok(months
         .into_iter()

@@ -1,6 +1,6 @@
 //! Device health: school agents and their enrollment ([`agents`]), the devices each school's
-//! agent probes ([`targets`]), the reports agents send ([`samples`]), and the incidents that
-//! follow from them ([`alerts`]).
+//! agent probes ([`targets`]), the reports agents send ([`samples`]) and how their samples are
+//! kept ([`raw`], [`rollup`]), and the incidents that follow from them ([`alerts`]).
 //!
 //! Invariants:
 //! - The database holds only SHA-256 hashes of enrollment tokens and agent credentials; the
@@ -8,8 +8,8 @@
 //! - An enrollment token is used at most once: it is marked used in the same transaction that
 //!   creates the agent, by an update that only succeeds on an unused token.
 //! - A report batch is stored whole or not at all, and at most once per (agent, batch id): the
-//!   batch row and its samples are written in one transaction, and a replayed batch id is
-//!   recognised and acknowledged without storing anything.
+//!   batch row and the row of its samples are written in one transaction, and a replayed batch
+//!   id is recognised and acknowledged without storing anything.
 //! - At most one incident is open per device and rule, and per agent (partial unique indexes);
 //!   the repair request of an incident is filed in the transaction that opens it, so an
 //!   incident has exactly one request however many reports arrive at once.
@@ -20,6 +20,7 @@ pub mod agents;
 pub mod alerts;
 pub mod discovered;
 pub mod graphs;
+pub mod raw;
 pub mod rollup;
 pub mod samples;
 pub mod targets;

@@ -5,17 +5,19 @@
 //! On-disk invariants:
 //! - A raw sample is deleted only in the transaction that adds it to its bucket's aggregate;
 //!   a crash leaves either both or neither.
-//! - Work is done in bounded batches (whole 5-minute buckets, about [`BATCH_ROWS`] samples, and
-//!   at most [`BATCHES_PER_RUN`] transactions a run), so the writer lock is never held long.
+//! - Work is done in bounded batches (whole stored reports, oldest first, about [`BATCH_ROWS`]
+//!   samples, and at most [`BATCHES_PER_RUN`] transactions a run), so the writer lock is never
+//!   held long. A stored report that also holds newer samples is rewritten with only those.
 //! - A bucket rolled twice (samples that arrived late, from an agent's old spool) merges into
 //!   the stored aggregate: counts add up, averages are weighted, minimum and maximum combine.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde_json::Value;
 use sqlx::{Any, Row};
 
 use super::Settings;
+use super::raw::{self, Scope};
 use super::samples::float_text;
 use crate::db::Db;
 use crate::error::Result;
@@ -24,6 +26,8 @@ use crate::error::Result;
 pub const BUCKET_MS: i64 = 300_000;
 /// About how many raw samples one transaction rolls up.
 pub const BATCH_ROWS: i64 = 5_000;
+/// At most this many stored reports one transaction rolls up.
+const BATCH_REPORTS: i64 = 64;
 /// At most this many transactions a maintenance run (it runs again soon).
 pub const BATCHES_PER_RUN: usize = 50;
 
@@ -41,7 +45,8 @@ pub struct RawSample {
 
 /// The sums of a device's interface counters in a sample's `detail.interfaces`.
 pub fn octets(detail: Option<&str>) -> Option<(f64, f64)> {
-    let detail: Value = serde_json::from_str(detail?).ok()?;
+    let detail = detail.filter(|d| d.contains("\"interfaces\""))?;
+    let detail: Value = serde_json::from_str(detail).ok()?;
     let interfaces = detail.get("interfaces")?.as_array()?;
     let mut sum = (0.0, 0.0);
     let mut any = false;
@@ -156,34 +161,33 @@ impl Aggregate {
     }
 }
 
-/// Reads raw samples of `device` (or all devices) with `from <= at < to`, by device then time.
-pub async fn raw(
+impl RawSample {
+    fn of(r: &raw::Row<'_>) -> RawSample {
+        RawSample {
+            device_id: r.device_id,
+            at: r.at,
+            ok: r.ok,
+            latency_ms: r.latency_ms,
+            loss_percent: r.loss_percent,
+            octets: octets(r.detail.as_deref()),
+        }
+    }
+}
+
+/// A device's raw samples with `from <= at < to`, oldest first.
+pub async fn raw_of(
     conn: &mut sqlx::AnyConnection,
-    device: Option<i64>,
+    device_id: i64,
     from: i64,
     to: i64,
 ) -> Result<Vec<RawSample>> {
-    let rows = sqlx::query::<Any>(
-        "SELECT device_id, at, ok, latency_ms, loss_percent, detail_json FROM device_samples \
-         WHERE ($1 IS NULL OR device_id = $1) AND at >= $2 AND at < $3 ORDER BY device_id, at, id",
-    )
-    .bind(device)
-    .bind(from)
-    .bind(to)
-    .fetch_all(conn)
+    let mut out = Vec::new();
+    raw::for_each(conn, Scope::Device(device_id), from, to, |r| {
+        out.push(RawSample::of(r));
+    })
     .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(RawSample {
-                device_id: r.try_get("device_id")?,
-                at: r.try_get("at")?,
-                ok: r.try_get::<i64, _>("ok")? != 0,
-                latency_ms: r.try_get("latency_ms")?,
-                loss_percent: r.try_get("loss_percent")?,
-                octets: octets(r.try_get::<Option<String>, _>("detail_json")?.as_deref()),
-            })
-        })
-        .collect()
+    out.sort_by_key(|s| s.at);
+    Ok(out)
 }
 
 /// What one maintenance run did.
@@ -204,28 +208,64 @@ pub async fn maintain(db: &Db, settings: &Settings, now: i64) -> Result<Done> {
         * BUCKET_MS;
     for _ in 0..BATCHES_PER_RUN {
         let mut tx = db.begin_write().await?;
-        let first: Option<i64> = sqlx::query_scalar::<Any, Option<i64>>(
-            "SELECT MIN(at) FROM device_samples WHERE at < $1",
+        let reports = sqlx::query::<Any>(
+            "SELECT id, sample_data FROM device_reports WHERE first_at < $1 \
+             ORDER BY first_at, id LIMIT $2",
         )
         .bind(raw_cutoff)
-        .fetch_one(&mut *tx)
+        .bind(BATCH_REPORTS)
+        .fetch_all(&mut *tx)
         .await?;
-        let Some(first) = first else { break };
-        let from = first.div_euclid(BUCKET_MS) * BUCKET_MS;
-        // Up to the bucket that holds the BATCH_ROWS-th sample, at least one bucket.
-        let nth: Option<i64> = sqlx::query_scalar::<Any, i64>(
-            "SELECT at FROM device_samples WHERE at < $1 ORDER BY at LIMIT 1 OFFSET $2",
-        )
-        .bind(raw_cutoff)
-        .bind(BATCH_ROWS)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let to = match nth {
-            Some(at) => (at.div_euclid(BUCKET_MS) * BUCKET_MS).max(from + BUCKET_MS),
-            None => raw_cutoff,
+        if reports.is_empty() {
+            break;
         }
-        .min(raw_cutoff);
-        let samples = raw(&mut tx, None, from, to).await?;
+        let devices: HashMap<i64, i64> = sqlx::query::<Any>("SELECT id, reports_from FROM devices")
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("reports_from")?)))
+            .collect::<Result<_>>()?;
+        // Whole reports, the oldest first, until about BATCH_ROWS samples. A report's samples
+        // past the window leave it; the newer ones stay, the report rewritten without them.
+        let mut samples = Vec::new();
+        for r in &reports {
+            let id: i64 = r.try_get("id")?;
+            let plain = raw::unpack(id, &r.try_get::<Vec<u8>, _>("sample_data")?)?;
+            let (old, kept): (Vec<raw::Row<'_>>, Vec<raw::Row<'_>>) = raw::rows(id, &plain)?
+                .into_iter()
+                .partition(|row| row.at < raw_cutoff);
+            done.raw_deleted += old.len() as u64;
+            // A deleted device's samples (or those of the one whose id it had) go.
+            samples.extend(
+                old.iter()
+                    .filter(|row| devices.get(&row.device_id).is_some_and(|from| id >= *from))
+                    .map(RawSample::of),
+            );
+            if kept.is_empty() {
+                sqlx::query("DELETE FROM device_reports WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            } else {
+                let e = raw::encode(&kept);
+                sqlx::query(
+                    "UPDATE device_reports SET first_at = $2, last_at = $3, samples = $4, sample_data = $5, \
+                     day_counts = $6 WHERE id = $1",
+                )
+                .bind(id)
+                .bind(e.first_at)
+                .bind(e.last_at)
+                .bind(e.samples)
+                .bind(e.sample_data)
+                .bind(e.day_counts)
+                .execute(&mut *tx)
+                .await?;
+            }
+            if samples.len() as i64 >= BATCH_ROWS {
+                break;
+            }
+        }
+        samples.sort_by_key(|s| (s.device_id, s.at));
         let mut buckets: BTreeMap<(i64, i64), Vec<&RawSample>> = BTreeMap::new();
         for s in &samples {
             buckets
@@ -249,12 +289,6 @@ pub async fn maintain(db: &Db, settings: &Settings, now: i64) -> Result<Done> {
             .await?;
             done.buckets_written += 1;
         }
-        let deleted = sqlx::query("DELETE FROM device_samples WHERE at >= $1 AND at < $2")
-            .bind(from)
-            .bind(to)
-            .execute(&mut *tx)
-            .await?;
-        done.raw_deleted += deleted.rows_affected();
         tx.commit().await?;
     }
     let aggregate_cutoff = now - i64::from(settings.aggregate_retention_days) * 86_400_000;

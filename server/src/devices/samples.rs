@@ -1,6 +1,7 @@
 //! Agent reports: a batch of samples, stored whole or not at all, once per batch id, and
 //! acknowledged only after the transaction that stored it has committed ([`Ingest`]).
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
@@ -9,6 +10,7 @@ use sqlx::{Any, AnyConnection, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use super::agents::AgentIdentity;
+use super::raw::{self, Scope};
 use super::{Settings, alerts, discovered, is_uuid};
 use crate::db::{Backend, Db, now_ms, numbered, rfc3339, runs};
 use crate::error::{Error, Result};
@@ -63,12 +65,17 @@ pub enum Outcome {
     Duplicate,
 }
 
+/// A report as checked, ready for the writer.
 struct Checked {
-    at: i64,
-    detail: Option<String>,
+    /// Each sample's time (ms), in report order.
+    ats: Vec<i64>,
+    /// The samples as they are stored; `None` for a report without samples.
+    encoded: Option<raw::Encoded>,
+    found: Vec<discovered::Checked>,
 }
 
-fn check(report: &Report) -> Result<(Vec<Checked>, Vec<discovered::Checked>)> {
+/// Checks a report and encodes its samples, in the request's task: the writer only writes.
+fn check(report: &Report) -> Result<Checked> {
     if !is_uuid(&report.batch_id) {
         return Err(Error::invalid("batch_id", "must be a UUID"));
     }
@@ -83,7 +90,7 @@ fn check(report: &Report) -> Result<(Vec<Checked>, Vec<discovered::Checked>)> {
     }
     let now = now_ms();
     let found = discovered::check(&report.discovered, now)?;
-    let checked = report
+    let rows = report
         .samples
         .iter()
         .enumerate()
@@ -113,10 +120,22 @@ fn check(report: &Report) -> Result<(Vec<Checked>, Vec<discovered::Checked>)> {
             if detail.as_ref().is_some_and(|d| d.len() > 16_384) {
                 return Err(Error::invalid(&field("detail"), "at most 16 KiB"));
             }
-            Ok(Checked { at, detail })
+            Ok(raw::Row {
+                device_id: s.device_id,
+                at,
+                ok: s.ok,
+                latency_ms: s.latency_ms,
+                loss_percent: s.loss_percent,
+                error: s.error.as_deref().map(Cow::Borrowed),
+                detail: detail.map(Cow::Owned),
+            })
         })
         .collect::<Result<Vec<_>>>()?;
-    Ok((checked, found))
+    Ok(Checked {
+        ats: rows.iter().map(|r| r.at).collect(),
+        encoded: (!rows.is_empty()).then(|| raw::encode(&rows)),
+        found,
+    })
 }
 
 /// A nullable float for binding. sqlx's Any driver gives a NULL float no type PostgreSQL
@@ -147,8 +166,7 @@ struct Job {
     agent: AgentIdentity,
     source_ip: Option<String>,
     report: Report,
-    checked: Vec<Checked>,
-    found: Vec<discovered::Checked>,
+    checked: Checked,
     reply: oneshot::Sender<Result<Outcome>>,
 }
 
@@ -195,7 +213,7 @@ impl Ingest {
         source_ip: Option<&str>,
         report: Report,
     ) -> Result<Outcome> {
-        let (checked, found) = check(&report)?;
+        let checked = check(&report)?;
         let (reply, answer) = oneshot::channel();
         let writer = &self.writers[agent.school_id.rem_euclid(self.writers.len() as i64) as usize];
         let job = Job {
@@ -203,7 +221,6 @@ impl Ingest {
             source_ip: source_ip.map(str::to_owned),
             report,
             checked,
-            found,
             reply,
         };
         if writer.send(job).await.is_err() {
@@ -426,45 +443,38 @@ async fn store_group(
         }
     }
 
-    // The samples of every stored report, in report order.
-    let rows: Vec<(&Job, &Sample, &Checked)> = stored
+    // Each stored report's samples: one row, encoded by the request's task.
+    let reports: Vec<(&Job, &raw::Encoded)> = stored
         .iter()
-        .flat_map(|&i| {
-            let job = &jobs[i];
-            job.report
-                .samples
-                .iter()
-                .zip(&job.checked)
-                .map(move |(s, c)| (job, s, c))
-        })
+        .filter_map(|&i| Some((&jobs[i], jobs[i].checked.encoded.as_ref()?)))
         .collect();
-    let mut rest = &rows[..];
-    for n in runs(rows.len(), statement_rows(db.backend, 8)) {
+    let mut rest = &reports[..];
+    for n in runs(reports.len(), statement_rows(db.backend, 8)) {
         let (chunk, more) = rest.split_at(n);
         rest = more;
         let sql = texts.get(
-            "INSERT INTO device_samples (device_id, agent_id, at, ok, latency_ms, loss_percent, detail_json, error) VALUES ",
-            "(?, ?, ?, ?, CAST(? AS DOUBLE PRECISION), CAST(? AS DOUBLE PRECISION), ?, ?)",
+            "INSERT INTO device_reports (school_id, agent_id, received_at, first_at, last_at, samples, sample_data, day_counts) VALUES ",
+            "(?, ?, ?, ?, ?, ?, ?, ?)",
             "",
             n,
         );
         let mut query = sqlx::query::<Any>(sqlx::AssertSqlSafe(sql));
-        for (job, s, c) in chunk {
+        for (job, e) in chunk {
             query = query
-                .bind(s.device_id)
+                .bind(job.agent.school_id)
                 .bind(job.agent.id)
-                .bind(c.at)
-                .bind(i64::from(s.ok))
-                .bind(float_text(s.latency_ms))
-                .bind(float_text(s.loss_percent))
-                .bind(c.detail.clone())
-                .bind(s.error.clone());
+                .bind(now)
+                .bind(e.first_at)
+                .bind(e.last_at)
+                .bind(e.samples)
+                .bind(e.sample_data.clone())
+                .bind(e.day_counts.clone());
         }
         query.execute(&mut *tx).await?;
     }
 
     for &i in &stored {
-        discovered::record_in(&mut tx, jobs[i].agent, &jobs[i].found).await?;
+        discovered::record_in(&mut tx, jobs[i].agent, &jobs[i].checked.found).await?;
     }
     for &i in &stored {
         follow(&mut tx, settings, &mut group, &jobs[i], now).await?;
@@ -551,10 +561,10 @@ async fn follow(
 ) -> Result<()> {
     let (agent, report) = (job.agent, &job.report);
     let mut newest: HashMap<i64, (&Sample, i64)> = HashMap::new();
-    for (s, c) in report.samples.iter().zip(&job.checked) {
-        let entry = newest.entry(s.device_id).or_insert((s, c.at));
-        if c.at >= entry.1 {
-            *entry = (s, c.at);
+    for (s, &at) in report.samples.iter().zip(&job.checked.ats) {
+        let entry = newest.entry(s.device_id).or_insert((s, at));
+        if at >= entry.1 {
+            *entry = (s, at);
         }
     }
     let mut newest: Vec<_> = newest.into_iter().collect();
@@ -697,55 +707,62 @@ pub async fn list(
     since_ms: Option<i64>,
     limit: i64,
 ) -> Result<Vec<StoredSample>> {
-    let rows = sqlx::query::<Any>(
-        "SELECT at, ok, latency_ms, loss_percent, error, detail_json FROM device_samples \
-         WHERE device_id = $1 AND ($2 IS NULL OR at >= $2) ORDER BY at, id LIMIT $3",
+    let mut conn = db.pool.acquire().await?;
+    let mut found: Vec<(i64, StoredSample)> = Vec::new();
+    raw::for_each(
+        &mut conn,
+        Scope::Device(device_id),
+        since_ms.unwrap_or(i64::MIN),
+        i64::MAX,
+        |r| {
+            found.push((
+                r.at,
+                StoredSample {
+                    at: rfc3339(r.at),
+                    ok: r.ok,
+                    latency_ms: r.latency_ms,
+                    loss_percent: r.loss_percent,
+                    error: r.error.as_deref().map(str::to_owned),
+                    detail: r
+                        .detail
+                        .as_deref()
+                        .and_then(|d| serde_json::from_str(d).ok()),
+                },
+            ));
+        },
     )
-    .bind(device_id)
-    .bind(since_ms)
-    .bind(limit)
-    .fetch_all(&db.pool)
     .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(StoredSample {
-                at: rfc3339(r.try_get("at")?),
-                ok: r.try_get::<i64, _>("ok")? != 0,
-                latency_ms: r.try_get("latency_ms")?,
-                loss_percent: r.try_get("loss_percent")?,
-                error: r.try_get("error")?,
-                detail: r
-                    .try_get::<Option<String>, _>("detail_json")?
-                    .and_then(|d| serde_json::from_str(&d).ok()),
-            })
-        })
-        .collect()
+    // Stable: samples of one time stay in the order they were stored.
+    found.sort_by_key(|(at, _)| *at);
+    found.truncate(usize::try_from(limit).unwrap_or(0));
+    Ok(found.into_iter().map(|(_, s)| s).collect())
 }
 
 /// For each device of a school: (samples that answered, all samples) since `since_ms`, from raw
 /// samples and the 5-minute aggregates of older ones.
 pub async fn uptime(db: &Db, school_id: i64, since_ms: i64) -> Result<HashMap<i64, (i64, i64)>> {
+    let mut conn = db.pool.acquire().await?;
+    let mut out: HashMap<i64, (i64, i64)> = HashMap::new();
+    for ((device, _day), (up, all)) in
+        raw::day_counts(&mut conn, Scope::School(school_id), since_ms).await?
+    {
+        let u = out.entry(device).or_default();
+        u.0 += up;
+        u.1 += all;
+    }
     let rows = sqlx::query::<Any>(
-        "SELECT device_id, CAST(SUM(up) AS BIGINT) AS up, CAST(SUM(total) AS BIGINT) AS total FROM ( \
-           SELECT s.device_id, SUM(s.ok) AS up, COUNT(*) AS total \
-             FROM device_samples s JOIN devices d ON d.id = s.device_id \
-             WHERE d.school_id = $1 AND s.at >= $2 GROUP BY s.device_id \
-           UNION ALL \
-           SELECT a.device_id, SUM(a.up_samples) AS up, SUM(a.samples) AS total \
-             FROM device_aggregates a JOIN devices d ON d.id = a.device_id \
-             WHERE d.school_id = $1 AND a.bucket_at >= $2 GROUP BY a.device_id \
-         ) u GROUP BY device_id",
+        "SELECT a.device_id, CAST(SUM(a.up_samples) AS BIGINT) AS up, CAST(SUM(a.samples) AS BIGINT) AS total \
+         FROM device_aggregates a JOIN devices d ON d.id = a.device_id \
+         WHERE d.school_id = $1 AND a.bucket_at >= $2 GROUP BY a.device_id",
     )
     .bind(school_id)
     .bind(since_ms)
-    .fetch_all(&db.pool)
+    .fetch_all(&mut *conn)
     .await?;
-    rows.iter()
-        .map(|r| {
-            Ok((
-                r.try_get("device_id")?,
-                (r.try_get("up")?, r.try_get("total")?),
-            ))
-        })
-        .collect()
+    for r in rows {
+        let u = out.entry(r.try_get("device_id")?).or_default();
+        u.0 += r.try_get::<i64, _>("up")?;
+        u.1 += r.try_get::<i64, _>("total")?;
+    }
+    Ok(out)
 }

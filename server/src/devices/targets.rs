@@ -388,8 +388,9 @@ pub(crate) async fn create_in(
     let id: i64 = sqlx::query_scalar::<Any, i64>(
         "INSERT INTO devices (school_id, name, probe, address, port, snmp_community, interval_secs, down_after_minutes, \
          degraded_loss_percent, enabled, created_at, updated_at, snmp_version, snmp_user, snmp_auth_protocol, \
-         snmp_auth_passphrase, snmp_priv_protocol, snmp_priv_passphrase) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14, $15, $16, $17) RETURNING id",
+         snmp_auth_passphrase, snmp_priv_protocol, snmp_priv_passphrase, reports_from) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14, $15, $16, $17, \
+         (SELECT COALESCE(MAX(id), 0) + 1 FROM device_reports)) RETURNING id",
     )
     .bind(new.school_id)
     .bind(&new.name)
@@ -543,14 +544,11 @@ pub async fn update(db: &Db, actor: &Actor, id: i64, patch: DevicePatch) -> Resu
     Ok(after)
 }
 
-/// Removes a device with its samples and incidents.
+/// Removes a device with its incidents and aggregates. Its raw samples stay in their stored
+/// reports, unread (see [`super::raw`]), until the rollup deletes those.
 pub async fn delete(db: &Db, actor: &Actor, id: i64) -> Result<()> {
     let mut tx = db.begin_write().await?;
     let before = get_in(&mut tx, id).await?;
-    sqlx::query("DELETE FROM device_samples WHERE device_id = $1")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
     sqlx::query("DELETE FROM device_incidents WHERE device_id = $1")
         .bind(id)
         .execute(&mut *tx)
