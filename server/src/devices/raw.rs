@@ -64,7 +64,10 @@ pub fn day(at: i64) -> i64 {
 }
 
 /// Encodes a report's samples (at least one).
-pub fn encode(rows: &[Row<'_>]) -> Encoded {
+///
+/// # Errors
+/// `Io` when the compressor fails (it does not on plain memory; nothing broken is stored).
+pub fn encode(rows: &[Row<'_>]) -> Result<Encoded> {
     let mut counts: BTreeMap<(i64, i64), (i64, i64)> = BTreeMap::new();
     for r in rows {
         let c = counts.entry((r.device_id, day(r.at))).or_default();
@@ -75,19 +78,34 @@ pub fn encode(rows: &[Row<'_>]) -> Encoded {
         .into_iter()
         .map(|((device, day), (up, all))| (device, day, up, all))
         .collect();
-    // Encoding into memory cannot fail: every field is a plain value.
-    let plain = postcard::to_allocvec(rows).unwrap_or_default();
+    let failed = |e: &dyn std::fmt::Display| Error::Io {
+        context: "encoding a report's samples".into(),
+        source: std::io::Error::other(e.to_string()),
+    };
+    let plain = postcard::to_allocvec(rows).map_err(|e| failed(&e))?;
     let mut sample_data = vec![FORMAT];
     // Level 1: the repeated keys of SNMP details shrink several times at little CPU; a report
     // is compressed in its request's task, beside the others.
-    sample_data.extend(zstd::bulk::compress(&plain, 1).unwrap_or_default());
-    Encoded {
+    // A compression context per thread: making one per report cost more than compressing.
+    thread_local! {
+        static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    let frame = COMPRESSOR.with_borrow_mut(|compressor| match compressor {
+        Some(c) => c.compress(&plain),
+        None => {
+            let c = compressor.insert(zstd::bulk::Compressor::new(1)?);
+            c.compress(&plain)
+        }
+    });
+    sample_data.extend(frame.map_err(|e| failed(&e))?);
+    Ok(Encoded {
         first_at: rows.iter().map(|r| r.at).min().unwrap_or(0),
         last_at: rows.iter().map(|r| r.at).max().unwrap_or(0),
         samples: rows.len() as i64,
         sample_data,
-        day_counts: postcard::to_allocvec(&counts).unwrap_or_default(),
-    }
+        day_counts: postcard::to_allocvec(&counts).map_err(|e| failed(&e))?,
+    })
 }
 
 fn corrupt(report_id: i64, what: impl std::fmt::Display) -> Error {
@@ -319,7 +337,7 @@ pub async fn move_sample_rows(db: &Db) -> Result<u64> {
         }
         let now = now_ms();
         for ((school_id, agent_id), rows) in &reports {
-            let e = encode(rows);
+            let e = encode(rows)?;
             sqlx::query(
                 "INSERT INTO device_reports (school_id, agent_id, received_at, first_at, last_at, samples, \
                  sample_data, day_counts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -369,7 +387,7 @@ mod tests {
             row(7, evening + 1000, false),
             row(9, evening, true),
         ];
-        let e = encode(&written);
+        let e = encode(&written).unwrap();
         assert_eq!(
             (e.first_at, e.last_at, e.samples),
             (evening, evening + 1000, 3)
@@ -383,7 +401,7 @@ mod tests {
 
     #[test]
     fn damaged_data_is_an_error_naming_the_report() {
-        let e = encode(&[row(1, 0, true)]);
+        let e = encode(&[row(1, 0, true)]).unwrap();
         let mut bad = e.sample_data.clone();
         bad[0] = 9;
         assert!(

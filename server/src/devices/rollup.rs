@@ -247,7 +247,7 @@ pub async fn maintain(db: &Db, settings: &Settings, now: i64) -> Result<Done> {
                     .execute(&mut *tx)
                     .await?;
             } else {
-                let e = raw::encode(&kept);
+                let e = raw::encode(&kept)?;
                 sqlx::query(
                     "UPDATE device_reports SET first_at = $2, last_at = $3, samples = $4, sample_data = $5, \
                      day_counts = $6 WHERE id = $1",

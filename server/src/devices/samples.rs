@@ -133,7 +133,11 @@ fn check(report: &Report) -> Result<Checked> {
         .collect::<Result<Vec<_>>>()?;
     Ok(Checked {
         ats: rows.iter().map(|r| r.at).collect(),
-        encoded: (!rows.is_empty()).then(|| raw::encode(&rows)),
+        encoded: if rows.is_empty() {
+            None
+        } else {
+            Some(raw::encode(&rows)?)
+        },
         found,
     })
 }
