@@ -7,11 +7,13 @@ use std::collections::{HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, Row};
+use std::time::{Duration, Instant};
+
 use tokio::sync::{mpsc, oneshot};
 
 use super::agents::AgentIdentity;
 use super::raw::{self, Scope};
-use super::{Settings, alerts, discovered, is_uuid};
+use super::{Settings, alerts, discovered, is_uuid, targets};
 use crate::db::{Backend, Db, now_ms, numbered, rfc3339, runs};
 use crate::error::{Error, Result};
 
@@ -161,8 +163,28 @@ struct DeviceState {
     degraded_loss_percent: i64,
     name: String,
     school_id: i64,
-    /// Changed by a report of this group: written at its end.
-    dirty: bool,
+}
+
+/// How long a device's row may lag behind its newest sample while reports keep coming.
+const CATCH_UP_EVERY: Duration = Duration::from_secs(1);
+
+/// What a writer remembers of its schools' devices between groups, so that a group reads no
+/// device rows: their state as its own commits left it. A device's row is written in the group
+/// whose sample changes its status; its newest sample (`last_*`) is written when the writer has
+/// no more reports waiting, or after [`CATCH_UP_EVERY`], so that under load one write serves
+/// many reports. The samples themselves are stored with their report whatever happens; after a
+/// crash a row may show a sample up to that long before its newest until the next report.
+#[derive(Default)]
+struct Devices {
+    /// [`targets::generation`] when this memory was started: a device created, changed or
+    /// deleted since empties it (after the rows behind are written).
+    generation: u64,
+    /// Devices by school, for the schools read so far.
+    by_school: HashMap<i64, HashMap<i64, DeviceState>>,
+    /// (school, device) of the devices whose row lacks their newest sample.
+    behind: HashSet<(i64, i64)>,
+    /// When the rows behind were last written.
+    caught_up_at: Option<Instant>,
 }
 
 /// One report waiting for a writer.
@@ -249,6 +271,7 @@ async fn writer(db: Db, settings: Settings, mut rx: mpsc::Receiver<Job>) {
     // server, and its eight writers would take half the pool.
     let keep = db.backend == Backend::Sqlite;
     let mut conn = None;
+    let mut devices = Devices::default();
     while let Some(first) = rx.recv().await {
         let mut jobs = vec![first];
         while jobs.len() < GROUP_REPORTS {
@@ -261,7 +284,25 @@ async fn writer(db: Db, settings: Settings, mut rx: mpsc::Receiver<Job>) {
         if !keep {
             conn = None;
         }
-        match store_group(&db, &mut conn, &settings, &mut texts, &jobs).await {
+        let catch_up = rx.is_empty()
+            || devices
+                .caught_up_at
+                .is_none_or(|at| at.elapsed() >= CATCH_UP_EVERY);
+        let stored = store_group(
+            &db,
+            &mut conn,
+            &settings,
+            &mut texts,
+            &mut devices,
+            &jobs,
+            catch_up,
+        )
+        .await;
+        if stored.is_err() {
+            // The memory may hold what the failed transaction did not keep.
+            devices = Devices::default();
+        }
+        match stored {
             Ok(outcomes) => {
                 for (job, outcome) in jobs.into_iter().zip(outcomes) {
                     after_commit(&job, &outcome);
@@ -279,13 +320,16 @@ async fn writer(db: Db, settings: Settings, mut rx: mpsc::Receiver<Job>) {
                         &mut conn,
                         &settings,
                         &mut texts,
+                        &mut devices,
                         std::slice::from_ref(&job),
+                        true,
                     )
                     .await
                     {
                         Ok(mut o) => o.pop().unwrap_or(Ok(Outcome::Duplicate)),
                         Err(e) => {
                             conn = None;
+                            devices = Devices::default();
                             Err(e)
                         }
                     };
@@ -304,6 +348,21 @@ async fn writer(db: Db, settings: Settings, mut rx: mpsc::Receiver<Job>) {
             }
         }
     }
+    // Shutting down: the rows behind get their newest sample.
+    if !devices.behind.is_empty()
+        && let Err(error) = store_group(
+            &db,
+            &mut conn,
+            &settings,
+            &mut texts,
+            &mut devices,
+            &[],
+            true,
+        )
+        .await
+    {
+        tracing::warn!(error = %error, "writing devices' newest samples at shutdown failed");
+    }
 }
 
 fn after_commit(job: &Job, outcome: &Result<Outcome>) {
@@ -317,9 +376,11 @@ fn after_commit(job: &Job, outcome: &Result<Outcome>) {
 }
 
 /// What a group's transaction has read and changed so far.
-struct Group {
-    /// Devices of each school of the group, as the group has left them.
-    devices: HashMap<i64, HashMap<i64, DeviceState>>,
+struct Group<'d> {
+    /// The writer's memory of the devices, as the group has left them.
+    devices: &'d mut Devices,
+    /// (school, device) of the devices whose status changed in this group.
+    status_changed: HashSet<(i64, i64)>,
     /// Open incidents of each school of the group, as the transaction sees them.
     open: HashMap<i64, HashMap<(i64, String), alerts::OpenIncident>>,
     /// Per agent: (last address, version, samples, lost).
@@ -363,7 +424,9 @@ async fn store_group(
     conn: &mut Option<PoolConnection<Any>>,
     settings: &Settings,
     texts: &mut Texts,
+    devices: &mut Devices,
     jobs: &[Job],
+    catch_up: bool,
 ) -> Result<Vec<Result<Outcome>>> {
     let now = now_ms();
     let conn = match conn {
@@ -371,11 +434,45 @@ async fn store_group(
         None => conn.insert(db.pool.acquire().await?),
     };
     let mut tx = db.begin_ingest(conn).await?;
+    let generation = targets::generation();
+    if generation != devices.generation {
+        let behind: Vec<(i64, i64)> = devices.behind.drain().collect();
+        write_newest_samples(&mut tx, db.backend, texts, devices, &behind).await?;
+        devices.by_school.clear();
+        devices.generation = generation;
+    }
     let mut schools: Vec<i64> = jobs.iter().map(|j| j.agent.school_id).collect();
     schools.sort_unstable();
     schools.dedup();
+    // Schools not in memory yet, and those a report names a device of that memory lacks (one
+    // created since: read again before the report is refused).
+    let unread: Vec<i64> = schools
+        .iter()
+        .copied()
+        .filter(|school| {
+            let known = devices.by_school.get(school);
+            known.is_none()
+                || jobs.iter().any(|j| {
+                    j.agent.school_id == *school
+                        && j.report
+                            .samples
+                            .iter()
+                            .any(|s| !known.is_some_and(|d| d.contains_key(&s.device_id)))
+                })
+        })
+        .collect();
+    if !unread.is_empty() {
+        let read = load_devices(&mut tx, db.backend, texts, &unread).await?;
+        for school in unread {
+            let known = devices.by_school.entry(school).or_default();
+            for (id, state) in read.get(&school).into_iter().flatten() {
+                known.entry(*id).or_insert_with(|| state.clone());
+            }
+        }
+    }
     let mut group = Group {
-        devices: load_devices(&mut tx, db.backend, texts, &schools).await?,
+        devices,
+        status_changed: HashSet::new(),
         open: alerts::open_incidents_of(&mut tx, &schools).await?,
         agents: HashMap::new(),
     };
@@ -387,7 +484,7 @@ async fn store_group(
     let mut in_group = HashSet::new();
     for job in jobs {
         let batch_id = job.report.batch_id.to_ascii_lowercase();
-        let devices = group.devices.get(&job.agent.school_id);
+        let devices = group.devices.by_school.get(&job.agent.school_id);
         let foreign = job
             .report
             .samples
@@ -487,17 +584,12 @@ async fn store_group(
         }));
     }
 
-    // Each changed device once, in id order.
-    let mut dirty: Vec<(i64, &DeviceState)> = group
-        .devices
-        .values()
-        .flat_map(|m| m.iter())
-        .filter(|(_, d)| d.dirty)
-        .map(|(id, d)| (*id, d))
-        .collect();
-    dirty.sort_by_key(|(id, _)| *id);
-    let mut rest = &dirty[..];
-    for n in runs(dirty.len(), statement_rows(db.backend, 7)) {
+    // The devices whose status changed: their whole row. When catching up, the newest sample
+    // of the others behind.
+    let mut changed: Vec<(i64, i64)> = group.status_changed.iter().copied().collect();
+    changed.sort_unstable();
+    let mut rest = &changed[..];
+    for n in runs(changed.len(), statement_rows(db.backend, 7)) {
         let (chunk, more) = rest.split_at(n);
         rest = more;
         let sql = texts.get(
@@ -509,7 +601,8 @@ async fn store_group(
             n,
         );
         let mut query = sqlx::query::<Any>(sqlx::AssertSqlSafe(sql));
-        for (id, d) in chunk {
+        for (school, id) in chunk {
+            let d = &group.devices.by_school[school][id];
             query = query
                 .bind(*id)
                 .bind(d.status.clone())
@@ -520,6 +613,14 @@ async fn store_group(
                 .bind(d.last_error.clone());
         }
         query.execute(&mut *tx).await?;
+    }
+    for key in &changed {
+        group.devices.behind.remove(key);
+    }
+    if catch_up {
+        let behind: Vec<(i64, i64)> = group.devices.behind.drain().collect();
+        write_newest_samples(&mut tx, db.backend, texts, group.devices, &behind).await?;
+        group.devices.caught_up_at = Some(Instant::now());
     }
     let mut agents: Vec<_> = group.agents.into_iter().collect();
     agents.sort_by_key(|(id, _)| *id);
@@ -559,7 +660,7 @@ async fn store_group(
 async fn follow(
     tx: &mut AnyConnection,
     settings: &Settings,
-    group: &mut Group,
+    group: &mut Group<'_>,
     job: &Job,
     now: i64,
 ) -> Result<()> {
@@ -577,6 +678,7 @@ async fn follow(
     for (device_id, (sample, at)) in newest {
         let Some(state) = group
             .devices
+            .by_school
             .get_mut(&school)
             .and_then(|d| d.get_mut(&device_id))
         else {
@@ -600,6 +702,9 @@ async fn follow(
         } else {
             at
         };
+        if state.status != status || state.status_since != Some(since) {
+            group.status_changed.insert((school, device_id));
+        }
         if state.status != status {
             state.status = status.to_owned();
         }
@@ -608,7 +713,7 @@ async fn follow(
         state.last_latency_ms = sample.latency_ms;
         state.last_loss_percent = sample.loss_percent;
         state.last_error.clone_from(&sample.error);
-        state.dirty = true;
+        group.devices.behind.insert((school, device_id));
         let changed = alerts::device_changed(
             tx,
             &settings.rules,
@@ -643,6 +748,52 @@ async fn follow(
         alerts::agent_heard(tx, agent.id, now).await?;
         let open = alerts::open_incidents(tx, school).await?;
         group.open.insert(school, open);
+    }
+    Ok(())
+}
+
+/// Writes the newest sample of the devices `keys` (school, device) names into their rows, as
+/// the writer's memory holds it; their status is left as the row has it.
+async fn write_newest_samples(
+    tx: &mut AnyConnection,
+    backend: Backend,
+    texts: &mut Texts,
+    devices: &Devices,
+    keys: &[(i64, i64)],
+) -> Result<()> {
+    let mut keys: Vec<(i64, i64)> = keys
+        .iter()
+        .copied()
+        .filter(|(school, id)| {
+            devices
+                .by_school
+                .get(school)
+                .is_some_and(|d| d.contains_key(id))
+        })
+        .collect();
+    keys.sort_unstable_by_key(|(_, id)| *id);
+    let mut rest = &keys[..];
+    for n in runs(keys.len(), statement_rows(backend, 5)) {
+        let (chunk, more) = rest.split_at(n);
+        rest = more;
+        let sql = texts.get(
+            "UPDATE devices SET last_sample_at = v.column2, last_latency_ms = CAST(v.column3 AS DOUBLE PRECISION), \
+             last_loss_percent = CAST(v.column4 AS DOUBLE PRECISION), last_error = v.column5 FROM (VALUES ",
+            "(?, ?, ?, ?, ?)",
+            ") AS v WHERE devices.id = v.column1",
+            n,
+        );
+        let mut query = sqlx::query::<Any>(sqlx::AssertSqlSafe(sql));
+        for (school, id) in chunk {
+            let d = &devices.by_school[school][id];
+            query = query
+                .bind(*id)
+                .bind(d.last_sample_at)
+                .bind(float_text(d.last_latency_ms))
+                .bind(float_text(d.last_loss_percent))
+                .bind(d.last_error.clone());
+        }
+        query.execute(&mut *tx).await?;
     }
     Ok(())
 }
@@ -685,7 +836,6 @@ async fn load_devices(
                     last_error: r.try_get("last_error")?,
                     down_after_minutes: r.try_get("down_after_minutes")?,
                     degraded_loss_percent: r.try_get("degraded_loss_percent")?,
-                    dirty: false,
                 },
             );
         }

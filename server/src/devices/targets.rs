@@ -9,6 +9,8 @@
 //! agent can be given them (`for_agent`, over its authenticated TLS connection); they are never
 //! serialized into an API answer or the audit trail.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row};
@@ -354,6 +356,22 @@ fn audited(device: &Device) -> serde_json::Value {
     value
 }
 
+/// How many times devices were created, changed or deleted in this process: the report
+/// writers remember their schools' devices between groups ([`super::samples`]) and read them
+/// again when this has moved.
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// See [`GENERATION`].
+pub fn generation() -> u64 {
+    GENERATION.load(Ordering::Acquire)
+}
+
+/// To be called after the commit of any change to a device's row other than by the report
+/// writers.
+pub fn changed() {
+    GENERATION.fetch_add(1, Ordering::AcqRel);
+}
+
 /// Creates a device of a school and records it in the audit trail.
 ///
 /// # Errors
@@ -363,6 +381,7 @@ pub async fn create(db: &Db, actor: &Actor, new: NewDevice) -> Result<Device> {
     let mut tx = db.begin_write().await?;
     let device = create_in(&mut tx, actor, new).await?;
     tx.commit().await?;
+    changed();
     Ok(device)
 }
 
@@ -541,6 +560,7 @@ pub async fn update(db: &Db, actor: &Actor, id: i64, patch: DevicePatch) -> Resu
     )
     .await?;
     tx.commit().await?;
+    changed();
     Ok(after)
 }
 
@@ -570,6 +590,7 @@ pub async fn delete(db: &Db, actor: &Actor, id: i64) -> Result<()> {
     )
     .await?;
     tx.commit().await?;
+    changed();
     Ok(())
 }
 
