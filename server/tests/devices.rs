@@ -1155,6 +1155,75 @@ async fn a_new_device_does_not_inherit_the_samples_of_a_deleted_one() {
 }
 
 #[tokio::test]
+async fn a_device_edit_counts_at_once_and_a_burst_leaves_each_row_with_its_newest_sample() {
+    for db in databases() {
+        let s = TestServer::start(&db).await;
+        let admin = s.admin().await;
+        let school = s.school(&admin, "1057010001").await;
+        let router = device(
+            &s,
+            &admin,
+            school,
+            "router",
+            json!({ "degraded_loss_percent": 50 }),
+        )
+        .await;
+        let credential = enroll(&s, &admin, school, "agent-1").await;
+        let loss = |secs_ago: i64, loss: f64| json!({ "batch_id": batch_id(), "samples": [{ "device_id": router, "at": ago(secs_ago), "ok": true, "latency_ms": 1.0, "loss_percent": loss }] });
+        let (status, body) = report(&s, &credential, loss(100, 30.0)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (_, got) = s.get(&admin, &format!("/api/v1/devices/{router}")).await;
+        assert_eq!(got["status"], "up", "{db:?}: {got}");
+        // The writer remembers the device; the new threshold must reach it before the next report.
+        let (status, body) = s
+            .call(
+                Some(&admin),
+                Method::PATCH,
+                &format!("/api/v1/devices/{router}"),
+                Some(json!({ "degraded_loss_percent": 20 })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (status, body) = report(&s, &credential, loss(90, 30.0)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (_, got) = s.get(&admin, &format!("/api/v1/devices/{router}")).await;
+        assert_eq!(got["status"], "degraded", "{db:?}: {got}");
+
+        // A burst from many clients at once: groups of reports, rows written when the writer
+        // catches up. Once every report is answered, each row holds its device's newest sample.
+        let mut printers = Vec::new();
+        for i in 0..8 {
+            printers.push(device(&s, &admin, school, &format!("printer-{i}"), json!({})).await);
+        }
+        let newest = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(10);
+        let sends = (0..80_i64).map(|n| {
+            let s = &s;
+            let credential = credential.clone();
+            let printers = printers.clone();
+            async move {
+                // Report n carries the samples of second n before the newest; they arrive in any order.
+                let at = (newest - jiff::SignedDuration::from_secs(79 - n)).to_string();
+                let samples: Vec<Value> = printers
+                    .iter()
+                    .map(|p| json!({ "device_id": p, "at": at, "ok": true, "latency_ms": n as f64, "loss_percent": 0.0 }))
+                    .collect();
+                let (status, body) = report(s, &credential, json!({ "batch_id": batch_id(), "samples": samples })).await;
+                assert_eq!(status, StatusCode::OK, "{body}");
+            }
+        });
+        futures_util::future::join_all(sends).await;
+        for p in &printers {
+            let (_, got) = s.get(&admin, &format!("/api/v1/devices/{p}")).await;
+            assert_eq!(got["status"], "up", "{db:?}: {got}");
+            assert_eq!(got["last_latency_ms"], 79.0, "{db:?}: {got}");
+            let at: jiff::Timestamp = got["last_sample_at"].as_str().unwrap().parse().unwrap();
+            assert_eq!(at.as_second(), newest.as_second(), "{db:?}: {got}");
+        }
+        s.stop().await;
+    }
+}
+
+#[tokio::test]
 async fn samples_kept_one_row_each_move_into_stored_reports() {
     for db in databases() {
         let s = TestServer::start(&db).await;
