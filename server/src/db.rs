@@ -234,11 +234,13 @@ impl Db {
     ) -> Result<sqlx::Transaction<'c, sqlx::Any>> {
         Ok(match self.backend {
             Backend::Sqlite => sqlx::Connection::begin_with(conn, "BEGIN IMMEDIATE").await?,
+            // One round trip: both statements go as one simple query.
             Backend::Postgres => {
-                let mut tx = sqlx::Connection::begin(conn).await?;
-                tx.execute("SET LOCAL plan_cache_mode = force_generic_plan")
-                    .await?;
-                tx
+                sqlx::Connection::begin_with(
+                    conn,
+                    "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan",
+                )
+                .await?
             }
         })
     }

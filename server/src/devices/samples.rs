@@ -156,9 +156,6 @@ struct DeviceState {
     status: String,
     status_since: Option<i64>,
     last_sample_at: Option<i64>,
-    last_latency_ms: Option<f64>,
-    last_loss_percent: Option<f64>,
-    last_error: Option<String>,
     down_after_minutes: i64,
     degraded_loss_percent: i64,
     name: String,
@@ -167,24 +164,44 @@ struct DeviceState {
 
 /// How long a device's row may lag behind its newest sample while reports keep coming.
 const CATCH_UP_EVERY: Duration = Duration::from_secs(1);
+/// How long a writer with devices behind waits for the next report before it catches up.
+const CATCH_UP_IDLE: Duration = Duration::from_millis(20);
+/// At most this many devices behind are written with a lone report; more wait for the timers
+/// (on PostgreSQL a thousand rows took 50 ms, which the reports queued behind would wait).
+const CATCH_UP_AT_ONCE: usize = 256;
 
-/// What a writer remembers of its schools' devices between groups, so that a group reads no
-/// device rows: their state as its own commits left it. A device's row is written in the group
-/// whose sample changes its status; its newest sample (`last_*`) is written when the writer has
-/// no more reports waiting, or after [`CATCH_UP_EVERY`], so that under load one write serves
-/// many reports. The samples themselves are stored with their report whatever happens; after a
-/// crash a row may show a sample up to that long before its newest until the next report.
+/// What a writer knows of its schools' devices.
+///
+/// A device's row is written in the group whose sample changes its status; its newest sample
+/// (`last_*`) is kept here and written with a group of one report and nothing waiting, after
+/// [`CATCH_UP_EVERY`] under load, or when no report came for [`CATCH_UP_IDLE`], so that under
+/// load one write serves many reports; that write never replaces a newer sample. The samples
+/// themselves are stored with their report whatever happens; after a crash a row may show a
+/// sample up to that long before its newest until the next report.
+///
+/// On SQLite (one server process by construction) the devices' rows are also remembered between
+/// groups, so that a group reads none; on PostgreSQL, where several server instances may share
+/// the database, each group reads its schools' rows again.
 #[derive(Default)]
 struct Devices {
-    /// [`targets::generation`] when this memory was started: a device created, changed or
-    /// deleted since empties it (after the rows behind are written).
+    /// [`targets::generation`] when `by_school` was started: a device created, changed or
+    /// deleted in this process since empties it.
     generation: u64,
     /// Devices by school, for the schools read so far.
     by_school: HashMap<i64, HashMap<i64, DeviceState>>,
-    /// (school, device) of the devices whose row lacks their newest sample.
-    behind: HashSet<(i64, i64)>,
+    /// The newest sample of each (school, device) whose row does not have it yet.
+    behind: HashMap<(i64, i64), Newest>,
     /// When the rows behind were last written.
     caught_up_at: Option<Instant>,
+}
+
+/// A device's newest sample, as its row keeps it.
+#[derive(Clone)]
+struct Newest {
+    at: i64,
+    latency_ms: Option<f64>,
+    loss_percent: Option<f64>,
+    error: Option<String>,
 }
 
 /// One report waiting for a writer.
@@ -204,8 +221,9 @@ const QUEUE_REPORTS: usize = 256;
 
 /// Stores agent reports: checked in the request's task, then stored by a writer task that
 /// commits the reports waiting for it in one transaction (group commit), and answers each only
-/// after that commit. SQLite has one writer; PostgreSQL several, each for a share of the
-/// schools, so that two writers never update the same school's devices.
+/// after that commit. SQLite has one writer; PostgreSQL two, each for half of the schools, so
+/// that two writers never update the same school's devices. Fewer writers make larger groups:
+/// with eight, most groups held one or two reports and the rate was half.
 #[derive(Clone)]
 pub struct Ingest {
     writers: Vec<mpsc::Sender<Job>>,
@@ -216,7 +234,7 @@ impl Ingest {
     pub fn start(db: &Db, settings: &Settings) -> Ingest {
         let n = match db.backend {
             Backend::Sqlite => 1,
-            Backend::Postgres => 8,
+            Backend::Postgres => 2,
         };
         let writers = (0..n)
             .map(|_| {
@@ -266,13 +284,35 @@ impl Ingest {
 
 async fn writer(db: Db, settings: Settings, mut rx: mpsc::Receiver<Job>) {
     let mut texts = Texts::default();
-    // SQLite's writer keeps its connection between groups (dropped after an error), so that
-    // the pages the last group read and wrote stay in its cache; PostgreSQL keeps pages in the
-    // server, and its eight writers would take half the pool.
-    let keep = db.backend == Backend::Sqlite;
+    // A writer keeps its connection between groups (dropped after an error): SQLite's page
+    // cache stays warm, and PostgreSQL's prepared statements stay prepared.
     let mut conn = None;
     let mut devices = Devices::default();
-    while let Some(first) = rx.recv().await {
+    loop {
+        // With devices behind, a writer that hears nothing for a moment catches up.
+        let first = if devices.behind.is_empty() {
+            rx.recv().await
+        } else if let Ok(job) = tokio::time::timeout(CATCH_UP_IDLE, rx.recv()).await {
+            job
+        } else {
+            if let Err(error) = store_group(
+                &db,
+                &mut conn,
+                &settings,
+                &mut texts,
+                &mut devices,
+                &[],
+                true,
+            )
+            .await
+            {
+                tracing::warn!(error = %error, "writing devices' newest samples failed");
+                conn = None;
+                devices = Devices::default();
+            }
+            continue;
+        };
+        let Some(first) = first else { break };
         let mut jobs = vec![first];
         while jobs.len() < GROUP_REPORTS {
             match rx.try_recv() {
@@ -281,13 +321,13 @@ async fn writer(db: Db, settings: Settings, mut rx: mpsc::Receiver<Job>) {
             }
         }
         metrics::histogram!("khetnet_agent_reports_per_commit").record(jobs.len() as f64);
-        if !keep {
-            conn = None;
-        }
-        let catch_up = rx.is_empty()
-            || devices
-                .caught_up_at
-                .is_none_or(|at| at.elapsed() >= CATCH_UP_EVERY);
+        // A lone report catches up at once when that is cheap (an agent at its usual pace sees
+        // its devices' rows follow each report); under load, once every CATCH_UP_EVERY.
+        let catch_up =
+            (jobs.len() == 1 && rx.is_empty() && devices.behind.len() <= CATCH_UP_AT_ONCE)
+                || devices
+                    .caught_up_at
+                    .is_none_or(|at| at.elapsed() >= CATCH_UP_EVERY);
         let stored = store_group(
             &db,
             &mut conn,
@@ -435,9 +475,7 @@ async fn store_group(
     };
     let mut tx = db.begin_ingest(conn).await?;
     let generation = targets::generation();
-    if generation != devices.generation {
-        let behind: Vec<(i64, i64)> = devices.behind.drain().collect();
-        write_newest_samples(&mut tx, db.backend, texts, devices, &behind).await?;
+    if generation != devices.generation || db.backend == Backend::Postgres {
         devices.by_school.clear();
         devices.generation = generation;
     }
@@ -466,7 +504,13 @@ async fn store_group(
         for school in unread {
             let known = devices.by_school.entry(school).or_default();
             for (id, state) in read.get(&school).into_iter().flatten() {
-                known.entry(*id).or_insert_with(|| state.clone());
+                let state = known.entry(*id).or_insert_with(|| state.clone());
+                // What this writer has not written yet is newer than the row.
+                if let Some(n) = devices.behind.get(&(school, *id))
+                    && state.last_sample_at.is_none_or(|at| at <= n.at)
+                {
+                    state.last_sample_at = Some(n.at);
+                }
             }
         }
     }
@@ -601,16 +645,18 @@ async fn store_group(
             n,
         );
         let mut query = sqlx::query::<Any>(sqlx::AssertSqlSafe(sql));
-        for (school, id) in chunk {
-            let d = &group.devices.by_school[school][id];
+        for key in chunk {
+            let d = &group.devices.by_school[&key.0][&key.1];
+            // A device whose status changed in this group has its newest sample behind.
+            let n = &group.devices.behind[key];
             query = query
-                .bind(*id)
+                .bind(key.1)
                 .bind(d.status.clone())
                 .bind(d.status_since)
-                .bind(d.last_sample_at)
-                .bind(float_text(d.last_latency_ms))
-                .bind(float_text(d.last_loss_percent))
-                .bind(d.last_error.clone());
+                .bind(n.at)
+                .bind(float_text(n.latency_ms))
+                .bind(float_text(n.loss_percent))
+                .bind(n.error.clone());
         }
         query.execute(&mut *tx).await?;
     }
@@ -618,8 +664,13 @@ async fn store_group(
         group.devices.behind.remove(key);
     }
     if catch_up {
-        let behind: Vec<(i64, i64)> = group.devices.behind.drain().collect();
-        write_newest_samples(&mut tx, db.backend, texts, group.devices, &behind).await?;
+        let behind: Vec<(i64, Newest)> = group
+            .devices
+            .behind
+            .drain()
+            .map(|((_, id), n)| (id, n))
+            .collect();
+        write_newest_samples(&mut tx, db.backend, texts, behind).await?;
         group.devices.caught_up_at = Some(Instant::now());
     }
     let mut agents: Vec<_> = group.agents.into_iter().collect();
@@ -710,10 +761,15 @@ async fn follow(
         }
         state.status_since = Some(since);
         state.last_sample_at = Some(at);
-        state.last_latency_ms = sample.latency_ms;
-        state.last_loss_percent = sample.loss_percent;
-        state.last_error.clone_from(&sample.error);
-        group.devices.behind.insert((school, device_id));
+        group.devices.behind.insert(
+            (school, device_id),
+            Newest {
+                at,
+                latency_ms: sample.latency_ms,
+                loss_percent: sample.loss_percent,
+                error: sample.error.clone(),
+            },
+        );
         let changed = alerts::device_changed(
             tx,
             &settings.rules,
@@ -752,46 +808,35 @@ async fn follow(
     Ok(())
 }
 
-/// Writes the newest sample of the devices `keys` (school, device) names into their rows, as
-/// the writer's memory holds it; their status is left as the row has it.
+/// Writes devices' newest samples into their rows, unless a row already has a newer one (from
+/// another server instance); their status is left as the rows have it.
 async fn write_newest_samples(
     tx: &mut AnyConnection,
     backend: Backend,
     texts: &mut Texts,
-    devices: &Devices,
-    keys: &[(i64, i64)],
+    mut newest: Vec<(i64, Newest)>,
 ) -> Result<()> {
-    let mut keys: Vec<(i64, i64)> = keys
-        .iter()
-        .copied()
-        .filter(|(school, id)| {
-            devices
-                .by_school
-                .get(school)
-                .is_some_and(|d| d.contains_key(id))
-        })
-        .collect();
-    keys.sort_unstable_by_key(|(_, id)| *id);
-    let mut rest = &keys[..];
-    for n in runs(keys.len(), statement_rows(backend, 5)) {
+    newest.sort_unstable_by_key(|(id, _)| *id);
+    let mut rest = &newest[..];
+    for n in runs(newest.len(), statement_rows(backend, 5)) {
         let (chunk, more) = rest.split_at(n);
         rest = more;
         let sql = texts.get(
             "UPDATE devices SET last_sample_at = v.column2, last_latency_ms = CAST(v.column3 AS DOUBLE PRECISION), \
              last_loss_percent = CAST(v.column4 AS DOUBLE PRECISION), last_error = v.column5 FROM (VALUES ",
             "(?, ?, ?, ?, ?)",
-            ") AS v WHERE devices.id = v.column1",
+            ") AS v WHERE devices.id = v.column1 \
+             AND (devices.last_sample_at IS NULL OR devices.last_sample_at <= v.column2)",
             n,
         );
         let mut query = sqlx::query::<Any>(sqlx::AssertSqlSafe(sql));
-        for (school, id) in chunk {
-            let d = &devices.by_school[school][id];
+        for (id, d) in chunk {
             query = query
                 .bind(*id)
-                .bind(d.last_sample_at)
-                .bind(float_text(d.last_latency_ms))
-                .bind(float_text(d.last_loss_percent))
-                .bind(d.last_error.clone());
+                .bind(d.at)
+                .bind(float_text(d.latency_ms))
+                .bind(float_text(d.loss_percent))
+                .bind(d.error.clone());
         }
         query.execute(&mut *tx).await?;
     }
@@ -811,7 +856,7 @@ async fn load_devices(
         let (chunk, more) = rest.split_at(n);
         rest = more;
         let sql = texts.get(
-            "SELECT id, name, school_id, status, status_since, last_sample_at, last_latency_ms, last_loss_percent, last_error, \
+            "SELECT id, name, school_id, status, status_since, last_sample_at, \
              down_after_minutes, degraded_loss_percent FROM devices WHERE school_id IN (",
             "?",
             ")",
@@ -831,9 +876,6 @@ async fn load_devices(
                     status: r.try_get("status")?,
                     status_since: r.try_get("status_since")?,
                     last_sample_at: r.try_get("last_sample_at")?,
-                    last_latency_ms: r.try_get("last_latency_ms")?,
-                    last_loss_percent: r.try_get("last_loss_percent")?,
-                    last_error: r.try_get("last_error")?,
                     down_after_minutes: r.try_get("down_after_minutes")?,
                     degraded_loss_percent: r.try_get("degraded_loss_percent")?,
                 },
