@@ -301,8 +301,13 @@ fn main() {
         "client %"
     );
     for (label, url) in engines {
-        let url = url.map(|admin| rt.block_on(fresh_postgres(&admin)));
-        let r = rt.block_on(run(label, url.as_deref()));
+        let fresh = url
+            .as_deref()
+            .map(|admin| rt.block_on(fresh_postgres(admin)));
+        let r = rt.block_on(run(label, fresh.as_deref()));
+        if let (Some(admin), Some(_)) = (&url, &fresh) {
+            rt.block_on(drop_postgres(admin));
+        }
         let rate = r.reports as f64 / r.secs;
         println!(
             "{label:<9} {:>9} {:>8.1} {:>10.0} {:>12.0} {:>8.1} {:>8.1} {:>9.0} {:>9.0}  {} 5000 reports/s",
@@ -319,11 +324,28 @@ fn main() {
     }
 }
 
+/// The name of this run's database.
+fn bench_database() -> String {
+    format!("khetnet_bench_{}", std::process::id())
+}
+
+/// Drops this run's database (the server has stopped).
+async fn drop_postgres(admin_url: &str) {
+    use sqlx::{Connection, Executor};
+    let mut conn = sqlx::AnyConnection::connect(admin_url).await.unwrap();
+    conn.execute(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+        bench_database()
+    )))
+    .await
+    .unwrap();
+}
+
 /// A fresh database next to the one in `admin_url`, so every run starts empty.
 async fn fresh_postgres(admin_url: &str) -> String {
     use sqlx::{Connection, Executor};
     sqlx::any::install_default_drivers();
-    let name = format!("khetnet_bench_{}", std::process::id());
+    let name = bench_database();
     let mut conn = sqlx::AnyConnection::connect(admin_url).await.unwrap();
     conn.execute(sqlx::AssertSqlSafe(format!(
         "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
