@@ -331,16 +331,7 @@ async fn writer(db: Db, settings: Settings, mut rx: mpsc::Receiver<Job>) {
         } else if let Ok(job) = tokio::time::timeout(CATCH_UP_IDLE, rx.recv()).await {
             job
         } else {
-            if let Err(error) = store_group(
-                &db,
-                &mut conn,
-                &settings,
-                &mut texts,
-                &mut devices,
-                &[],
-                true,
-            )
-            .await
+            if let Err(error) = catch_up(&db, &mut conn, &settings, &mut texts, &mut devices).await
             {
                 tracing::warn!(error = %error, "writing devices' newest samples failed");
                 conn = None;
@@ -426,19 +417,23 @@ async fn writer(db: Db, settings: Settings, mut rx: mpsc::Receiver<Job>) {
     }
     // Shutting down: the rows behind get their newest sample.
     if !devices.up_to_date()
-        && let Err(error) = store_group(
-            &db,
-            &mut conn,
-            &settings,
-            &mut texts,
-            &mut devices,
-            &[],
-            true,
-        )
-        .await
+        && let Err(error) = catch_up(&db, &mut conn, &settings, &mut texts, &mut devices).await
     {
         tracing::warn!(error = %error, "writing devices' newest samples at shutdown failed");
     }
+}
+
+/// Writes what the devices' and agents' rows lack, in a transaction without reports.
+async fn catch_up(
+    db: &Db,
+    conn: &mut Option<PoolConnection<Any>>,
+    settings: &Settings,
+    texts: &mut Texts,
+    devices: &mut Devices,
+) -> Result<()> {
+    store_group(db, conn, settings, texts, devices, &[], true)
+        .await
+        .map(|_| ())
 }
 
 fn after_commit(job: &Job, outcome: &Result<Outcome>) {
