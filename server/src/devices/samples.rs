@@ -324,18 +324,22 @@ async fn writer(db: Db, settings: Settings, mut rx: mpsc::Receiver<Job>) {
     // cache stays warm, and PostgreSQL's prepared statements stay prepared.
     let mut conn = None;
     let mut devices = Devices::default();
+    // After a failed catch-up the next waits a whole CATCH_UP_EVERY (no retry loop).
+    let mut idle = CATCH_UP_IDLE;
     loop {
         // With devices behind, a writer that hears nothing for a moment catches up.
         let first = if devices.up_to_date() {
             rx.recv().await
-        } else if let Ok(job) = tokio::time::timeout(CATCH_UP_IDLE, rx.recv()).await {
+        } else if let Ok(job) = tokio::time::timeout(idle, rx.recv()).await {
             job
         } else {
+            idle = CATCH_UP_IDLE;
             if let Err(error) = catch_up(&db, &mut conn, &settings, &mut texts, &mut devices).await
             {
                 tracing::warn!(error = %error, "writing devices' newest samples failed");
                 conn = None;
                 devices.by_school.clear();
+                idle = CATCH_UP_EVERY;
             }
             continue;
         };
