@@ -138,42 +138,65 @@ pub enum Scope {
     All,
 }
 
-/// For each device of the scope: its school and `reports_from`.
-async fn devices_of(conn: &mut AnyConnection, scope: Scope) -> Result<HashMap<i64, (i64, i64)>> {
-    let (sql, key) = match scope {
-        Scope::Device(id) => (
-            "SELECT id, school_id, reports_from FROM devices WHERE id = $1",
-            Some(id),
-        ),
-        Scope::School(id) => (
-            "SELECT id, school_id, reports_from FROM devices WHERE school_id = $1",
-            Some(id),
-        ),
-        Scope::All => ("SELECT id, school_id, reports_from FROM devices", None),
-    };
-    let mut query = sqlx::query::<Any>(sql);
-    if let Some(key) = key {
-        query = query.bind(key);
-    }
-    query
-        .fetch_all(conn)
-        .await?
-        .iter()
-        .map(|r| {
-            Ok((
-                r.try_get("id")?,
-                (r.try_get("school_id")?, r.try_get("reports_from")?),
-            ))
-        })
-        .collect()
+/// The devices of a scope, with the rule of which stored samples are theirs.
+pub struct Owners {
+    scope: Scope,
+    /// Each device's school and `reports_from`.
+    devices: HashMap<i64, (i64, i64)>,
 }
 
-/// The school a scope reads reports of (`None`: every school).
-fn school_of(scope: Scope, devices: &HashMap<i64, (i64, i64)>) -> Option<Option<i64>> {
-    match scope {
-        Scope::Device(id) => devices.get(&id).map(|(school, _)| Some(*school)),
-        Scope::School(id) => Some(Some(id)),
-        Scope::All => Some(None),
+impl Owners {
+    /// Reads the scope's devices.
+    pub async fn of(conn: &mut AnyConnection, scope: Scope) -> Result<Owners> {
+        let (sql, key) = match scope {
+            Scope::Device(id) => (
+                "SELECT id, school_id, reports_from FROM devices WHERE id = $1",
+                Some(id),
+            ),
+            Scope::School(id) => (
+                "SELECT id, school_id, reports_from FROM devices WHERE school_id = $1",
+                Some(id),
+            ),
+            Scope::All => ("SELECT id, school_id, reports_from FROM devices", None),
+        };
+        let mut query = sqlx::query::<Any>(sql);
+        if let Some(key) = key {
+            query = query.bind(key);
+        }
+        let devices = query
+            .fetch_all(conn)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("id")?,
+                    (r.try_get("school_id")?, r.try_get("reports_from")?),
+                ))
+            })
+            .collect::<Result<_>>()?;
+        Ok(Owners { scope, devices })
+    }
+
+    /// Whether a sample of `device` in stored report `report` is one of the scope's devices'
+    /// (see the module's invariants).
+    pub fn owns(&self, device: i64, report: i64) -> bool {
+        match self.scope {
+            Scope::Device(id) if id != device => false,
+            _ => self
+                .devices
+                .get(&device)
+                .is_some_and(|(_, reports_from)| report >= *reports_from),
+        }
+    }
+
+    /// The school whose reports hold the scope's samples: `Some(None)` for every school,
+    /// `None` for a device that does not exist.
+    fn school(&self) -> Option<Option<i64>> {
+        match self.scope {
+            Scope::Device(id) => self.devices.get(&id).map(|(school, _)| Some(*school)),
+            Scope::School(id) => Some(Some(id)),
+            Scope::All => Some(None),
+        }
     }
 }
 
@@ -186,8 +209,8 @@ pub async fn for_each(
     to: i64,
     mut each: impl FnMut(&Row<'_>),
 ) -> Result<()> {
-    let devices = devices_of(conn, scope).await?;
-    let Some(school) = school_of(scope, &devices) else {
+    let owners = Owners::of(conn, scope).await?;
+    let Some(school) = owners.school() else {
         return Ok(());
     };
     let mut after = 0_i64;
@@ -209,17 +232,7 @@ pub async fn for_each(
             after = id;
             let plain = unpack(id, &r.try_get::<Vec<u8>, _>("sample_data")?)?;
             for row in rows(id, &plain)? {
-                let wanted = match scope {
-                    Scope::Device(device) => row.device_id == device,
-                    Scope::School(_) | Scope::All => true,
-                };
-                if wanted
-                    && row.at >= from
-                    && row.at < to
-                    && devices
-                        .get(&row.device_id)
-                        .is_some_and(|(_, reports_from)| id >= *reports_from)
-                {
+                if row.at >= from && row.at < to && owners.owns(row.device_id, id) {
                     each(&row);
                 }
             }
@@ -238,16 +251,10 @@ pub async fn day_counts(
     scope: Scope,
     since: i64,
 ) -> Result<HashMap<(i64, i64), (i64, i64)>> {
-    let devices = devices_of(conn, scope).await?;
+    let owners = Owners::of(conn, scope).await?;
     let mut out: HashMap<(i64, i64), (i64, i64)> = HashMap::new();
-    let Some(school) = school_of(scope, &devices) else {
+    let Some(school) = owners.school() else {
         return Ok(out);
-    };
-    let counted = |device: i64, report: i64| match scope {
-        Scope::Device(id) if id != device => false,
-        _ => devices
-            .get(&device)
-            .is_some_and(|(_, reports_from)| report >= *reports_from),
     };
     let mut after = 0_i64;
     loop {
@@ -270,7 +277,7 @@ pub async fn day_counts(
                     postcard::from_bytes(&r.try_get::<Vec<u8>, _>("day_counts")?)
                         .map_err(|e| corrupt(id, e))?;
                 for (device, day, up, all) in counts {
-                    if counted(device, id) {
+                    if owners.owns(device, id) {
                         let c = out.entry((device, day)).or_default();
                         c.0 += up;
                         c.1 += all;
@@ -285,7 +292,7 @@ pub async fn day_counts(
                 .await?;
                 let plain = unpack(id, &data)?;
                 for row in rows(id, &plain)? {
-                    if row.at >= since && counted(row.device_id, id) {
+                    if row.at >= since && owners.owns(row.device_id, id) {
                         let c = out.entry((row.device_id, day(row.at))).or_default();
                         c.0 += i64::from(row.ok);
                         c.1 += 1;

@@ -11,7 +11,7 @@
 //! - A bucket rolled twice (samples that arrived late, from an agent's old spool) merges into
 //!   the stored aggregate: counts add up, averages are weighted, minimum and maximum combine.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use serde_json::Value;
 use sqlx::{Any, Row};
@@ -219,12 +219,7 @@ pub async fn maintain(db: &Db, settings: &Settings, now: i64) -> Result<Done> {
         if reports.is_empty() {
             break;
         }
-        let devices: HashMap<i64, i64> = sqlx::query::<Any>("SELECT id, reports_from FROM devices")
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(|r| Ok((r.try_get("id")?, r.try_get("reports_from")?)))
-            .collect::<Result<_>>()?;
+        let owners = raw::Owners::of(&mut tx, Scope::All).await?;
         // Whole reports, the oldest first, until about BATCH_ROWS samples. A report's samples
         // past the window leave it; the newer ones stay, the report rewritten without them.
         let mut samples = Vec::new();
@@ -238,7 +233,7 @@ pub async fn maintain(db: &Db, settings: &Settings, now: i64) -> Result<Done> {
             // A deleted device's samples (or those of the one whose id it had) go.
             samples.extend(
                 old.iter()
-                    .filter(|row| devices.get(&row.device_id).is_some_and(|from| id >= *from))
+                    .filter(|row| owners.owns(row.device_id, id))
                     .map(RawSample::of),
             );
             if kept.is_empty() {
