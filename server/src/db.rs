@@ -359,22 +359,24 @@ pub fn numbered(text: &str) -> String {
     out
 }
 
-/// How `rows` rows split into multi-row statements of at most `max` rows (a power of two):
-/// runs of `max`, then the rest in falling powers of two. A few statement texts, each prepared
-/// once per connection, then serve every count.
-pub fn runs(mut rows: usize, max: usize) -> Vec<usize> {
+/// `rows` split for multi-row statements of at most `max` rows (a power of two): runs of
+/// `max`, then the rest in falling powers of two. A few statement texts, each prepared once per
+/// connection, then serve every count.
+pub fn runs<T>(rows: &[T], max: usize) -> impl Iterator<Item = &[T]> {
     debug_assert!(max.is_power_of_two());
-    let mut out = Vec::new();
+    let mut rest = rows;
     let mut size = max;
-    while rows > 0 {
-        if rows >= size {
-            out.push(size);
-            rows -= size;
-        } else {
+    std::iter::from_fn(move || {
+        while size > rest.len() && size > 1 {
             size /= 2;
         }
-    }
-    out
+        if rest.is_empty() {
+            return None;
+        }
+        let (chunk, more) = rest.split_at(size);
+        rest = more;
+        Some(chunk)
+    })
 }
 
 /// Binds `args` in order.
@@ -413,7 +415,15 @@ mod tests {
 
     #[test]
     fn runs_split_rows_into_few_statement_sizes() {
-        let check = |rows, max, expected: &[usize]| assert_eq!(runs(rows, max), expected);
+        let check = |rows: usize, max, expected: &[usize]| {
+            let items: Vec<usize> = (0..rows).collect();
+            let sizes: Vec<usize> = runs(&items, max).map(<[usize]>::len).collect();
+            assert_eq!(sizes, expected);
+            assert_eq!(
+                runs(&items, max).flatten().copied().collect::<Vec<_>>(),
+                items
+            );
+        };
         check(0, 256, &[]);
         check(1, 256, &[1]);
         check(50, 256, &[32, 16, 2]);

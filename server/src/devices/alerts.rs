@@ -197,10 +197,8 @@ pub async fn open_incidents_of(
 ) -> Result<HashMap<i64, HashMap<(i64, String), OpenIncident>>> {
     let mut out: HashMap<i64, HashMap<(i64, String), OpenIncident>> =
         schools.iter().map(|s| (*s, HashMap::new())).collect();
-    let mut rest = schools;
-    for n in runs(schools.len(), 64) {
-        let (chunk, more) = rest.split_at(n);
-        rest = more;
+    for chunk in runs(schools, 64) {
+        let n = chunk.len();
         let places = (1..=n)
             .map(|i| format!("${i}"))
             .collect::<Vec<_>>()

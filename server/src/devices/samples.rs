@@ -521,21 +521,21 @@ async fn store_group(
     schools.dedup();
     // Schools not in memory yet, and those a report names a device of that memory lacks (one
     // created since: read again before the report is refused).
-    let unread: Vec<i64> = schools
+    let mut unread: Vec<i64> = jobs
         .iter()
-        .copied()
-        .filter(|school| {
-            let known = devices.by_school.get(school);
-            known.is_none()
-                || jobs.iter().any(|j| {
-                    j.agent.school_id == *school
-                        && j.report
-                            .samples
-                            .iter()
-                            .any(|s| !known.is_some_and(|d| d.contains_key(&s.device_id)))
-                })
+        .filter(|j| {
+            let known = devices.by_school.get(&j.agent.school_id);
+            known.is_none_or(|d| {
+                j.report
+                    .samples
+                    .iter()
+                    .any(|s| !d.contains_key(&s.device_id))
+            })
         })
+        .map(|j| j.agent.school_id)
         .collect();
+    unread.sort_unstable();
+    unread.dedup();
     if !unread.is_empty() {
         let read = load_devices(&mut tx, db.backend, texts, &unread).await?;
         for school in unread {
@@ -591,15 +591,12 @@ async fn store_group(
     // The batch ids: a row is inserted, and returned, only for a batch not stored before.
     let candidates: Vec<usize> = (0..jobs.len()).filter(|&i| outcomes[i].is_none()).collect();
     let mut inserted = HashSet::new();
-    let mut rest = &candidates[..];
-    for rows in runs(candidates.len(), statement_rows(db.backend, 5)) {
-        let (chunk, more) = rest.split_at(rows);
-        rest = more;
+    for chunk in runs(&candidates, statement_rows(db.backend, 5)) {
         let sql = texts.get(
             "INSERT INTO agent_report_batches (agent_id, batch_id, received_at, samples, samples_lost) VALUES ",
             "(?, ?, ?, ?, ?)",
             " ON CONFLICT DO NOTHING RETURNING agent_id, batch_id",
-            rows,
+            chunk.len(),
         );
         let mut query = sqlx::query::<Any>(sqlx::AssertSqlSafe(sql));
         for &i in chunk {
@@ -631,15 +628,12 @@ async fn store_group(
         .iter()
         .filter_map(|&i| Some((&jobs[i], jobs[i].checked.encoded.as_ref()?)))
         .collect();
-    let mut rest = &reports[..];
-    for n in runs(reports.len(), statement_rows(db.backend, 8)) {
-        let (chunk, more) = rest.split_at(n);
-        rest = more;
+    for chunk in runs(&reports, statement_rows(db.backend, 8)) {
         let sql = texts.get(
             "INSERT INTO device_reports (school_id, agent_id, received_at, first_at, last_at, samples, sample_data, day_counts) VALUES ",
             "(?, ?, ?, ?, ?, ?, ?, ?)",
             "",
-            n,
+            chunk.len(),
         );
         let mut query = sqlx::query::<Any>(sqlx::AssertSqlSafe(sql));
         for (job, e) in chunk {
@@ -670,17 +664,14 @@ async fn store_group(
     // and agents' rows lack, this group's and the earlier groups'.
     let mut changed: Vec<(i64, i64)> = group.status_changed.iter().copied().collect();
     changed.sort_unstable();
-    let mut rest = &changed[..];
-    for n in runs(changed.len(), statement_rows(db.backend, 7)) {
-        let (chunk, more) = rest.split_at(n);
-        rest = more;
+    for chunk in runs(&changed, statement_rows(db.backend, 7)) {
         let sql = texts.get(
             "UPDATE devices SET status = v.column2, status_since = v.column3, last_sample_at = v.column4, \
              last_latency_ms = CAST(v.column5 AS DOUBLE PRECISION), last_loss_percent = CAST(v.column6 AS DOUBLE PRECISION), \
              last_error = v.column7 FROM (VALUES ",
             "(?, ?, ?, ?, ?, ?, ?)",
             ") AS v WHERE devices.id = v.column1",
-            n,
+            chunk.len(),
         );
         let mut query = sqlx::query::<Any>(sqlx::AssertSqlSafe(sql));
         for key in chunk {
@@ -752,16 +743,13 @@ async fn write_agents(
 ) -> Result<()> {
     let mut agents: Vec<(i64, AgentNews)> = agents.into_iter().collect();
     agents.sort_by_key(|(id, _)| *id);
-    let mut rest = &agents[..];
-    for n in runs(agents.len(), statement_rows(backend, 6)) {
-        let (chunk, more) = rest.split_at(n);
-        rest = more;
+    for chunk in runs(&agents, statement_rows(backend, 6)) {
         let sql = texts.get(
             "UPDATE agents SET last_seen_at = v.column2, last_address = v.column3, version = v.column4, \
              samples_received = samples_received + v.column5, samples_lost = samples_lost + v.column6 FROM (VALUES ",
             "(?, ?, ?, ?, ?, ?)",
             ") AS v WHERE agents.id = v.column1",
-            n,
+            chunk.len(),
         );
         let mut query = sqlx::query::<Any>(sqlx::AssertSqlSafe(sql));
         for (id, news) in chunk {
@@ -889,20 +877,17 @@ async fn write_newest_samples(
     mut newest: Vec<(i64, Newest)>,
 ) -> Result<()> {
     newest.sort_unstable_by_key(|(id, _)| *id);
-    let mut rest = &newest[..];
-    for n in runs(
-        newest.len(),
+    for chunk in runs(
+        &newest,
         statement_rows(backend, 5).min(CATCH_UP_STATEMENT_ROWS),
     ) {
-        let (chunk, more) = rest.split_at(n);
-        rest = more;
         let sql = texts.get(
             "UPDATE devices SET last_sample_at = v.column2, last_latency_ms = CAST(v.column3 AS DOUBLE PRECISION), \
              last_loss_percent = CAST(v.column4 AS DOUBLE PRECISION), last_error = v.column5 FROM (VALUES ",
             "(?, ?, ?, ?, ?)",
             ") AS v WHERE devices.id = v.column1 \
              AND (devices.last_sample_at IS NULL OR devices.last_sample_at <= v.column2)",
-            n,
+            chunk.len(),
         );
         let mut query = sqlx::query::<Any>(sqlx::AssertSqlSafe(sql));
         for (id, d) in chunk {
@@ -926,16 +911,13 @@ async fn load_devices(
     schools: &[i64],
 ) -> Result<HashMap<i64, HashMap<i64, DeviceState>>> {
     let mut out: HashMap<i64, HashMap<i64, DeviceState>> = HashMap::new();
-    let mut rest = schools;
-    for n in runs(schools.len(), statement_rows(backend, 1)) {
-        let (chunk, more) = rest.split_at(n);
-        rest = more;
+    for chunk in runs(schools, statement_rows(backend, 1)) {
         let sql = texts.get(
             "SELECT id, name, school_id, status, status_since, last_sample_at, \
              down_after_minutes, degraded_loss_percent FROM devices WHERE school_id IN (",
             "?",
             ")",
-            n,
+            chunk.len(),
         );
         let mut query = sqlx::query::<Any>(sqlx::AssertSqlSafe(sql));
         for school in chunk {
