@@ -72,6 +72,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "device_reports",
         include_str!("../migrations/sqlite/0010_device_reports.sql"),
     ),
+    (
+        11,
+        "school_devices_version",
+        include_str!("../migrations/sqlite/0011_school_devices_version.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -118,6 +123,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         10,
         "device_reports",
         include_str!("../migrations/postgres/0010_device_reports.sql"),
+    ),
+    (
+        11,
+        "school_devices_version",
+        include_str!("../migrations/postgres/0011_school_devices_version.sql"),
     ),
 ];
 

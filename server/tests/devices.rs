@@ -1231,6 +1231,86 @@ async fn a_device_edit_counts_at_once_and_a_burst_leaves_each_row_with_its_newes
     }
 }
 
+/// Two server instances on one PostgreSQL database: whatever one changes of a school's devices
+/// and incidents (an edit, a status, an incident opened) the other's report writer sees at its
+/// next report, although it remembers the school's devices between reports.
+#[tokio::test]
+async fn two_server_instances_on_one_database_see_each_others_changes() {
+    for db in databases() {
+        if !matches!(db, common::Database::Postgres(_)) {
+            continue;
+        }
+        // The router's 30% loss stays under the loss alert.
+        let a = TestServer::start_with(&db, |c| c.devices.loss_alert_percent = 50).await;
+        let b = TestServer::start_with(&common::Database::Sqlite, |c| {
+            c.database.url = Some(a.database_url.clone());
+            c.devices.loss_alert_percent = 50;
+        })
+        .await;
+        let admin = a.admin().await;
+        let school = a.school(&admin, "1057010001").await;
+        let router = device(
+            &a,
+            &admin,
+            school,
+            "router",
+            json!({ "degraded_loss_percent": 50, "down_after_minutes": 1 }),
+        )
+        .await;
+        let credential = enroll(&a, &admin, school, "agent-1").await;
+        let send = async |s: &TestServer, sample: Value| {
+            let body = json!({ "batch_id": batch_id(), "samples": [sample] });
+            let (status, body) = report(s, &credential, body).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+        };
+        let router_now = async || a.get(&admin, &format!("/api/v1/devices/{router}")).await.1;
+        let loss = |secs_ago: i64| json!({ "device_id": router, "at": ago(secs_ago), "ok": true, "latency_ms": 1.0, "loss_percent": 30.0 });
+
+        // A remembers the router at 50% from this report on; B lowers it to 20%.
+        send(&a, loss(400)).await;
+        assert_eq!(router_now().await["status"], "up");
+        let (status, body) = b
+            .call(
+                Some(&admin),
+                Method::PATCH,
+                &format!("/api/v1/devices/{router}"),
+                Some(json!({ "degraded_loss_percent": 20 })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        send(&a, loss(390)).await;
+        assert_eq!(
+            router_now().await["status"],
+            "degraded",
+            "A used B's threshold"
+        );
+
+        // B sees the router go down; A's next sample continues that outage, since B's sample.
+        send(&b, sample(router, 300, false)).await;
+        send(&a, sample(router, 200, false)).await;
+        let got = router_now().await;
+        assert_eq!(got["status"], "down", "{got}");
+        let since: jiff::Timestamp = got["status_since"].as_str().unwrap().parse().unwrap();
+        let down_at: jiff::Timestamp = ago(300).parse().unwrap();
+        assert!(
+            (since.as_second() - down_at.as_second()).abs() <= 2,
+            "the outage began with B's sample: {got}"
+        );
+        // Down for over a minute: A opened one incident. B's next report keeps it, not a second.
+        assert_eq!(open_of(&a, &admin, "device_down").await.len(), 1);
+        send(&b, sample(router, 100, false)).await;
+        assert_eq!(open_of(&a, &admin, "device_down").await.len(), 1);
+        assert_eq!(repair_requests(&a, &admin).await.len(), 1);
+        // The router recovers in a report to B, which resolves the incident A opened.
+        send(&b, sample(router, 50, true)).await;
+        assert_eq!(router_now().await["status"], "up");
+        assert!(open_of(&a, &admin, "device_down").await.is_empty());
+
+        b.stop().await;
+        a.stop().await;
+    }
+}
+
 #[tokio::test]
 async fn samples_kept_one_row_each_move_into_stored_reports() {
     for db in databases() {

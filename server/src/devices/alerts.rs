@@ -198,14 +198,10 @@ pub async fn open_incidents_of(
     let mut out: HashMap<i64, HashMap<(i64, String), OpenIncident>> =
         schools.iter().map(|s| (*s, HashMap::new())).collect();
     for chunk in runs(schools, 64) {
-        let n = chunk.len();
-        let places = (1..=n)
-            .map(|i| format!("${i}"))
-            .collect::<Vec<_>>()
-            .join(", ");
         let mut query = sqlx::query::<Any>(sqlx::AssertSqlSafe(format!(
             "SELECT id, school_id, COALESCE(device_id, agent_id) AS subject, kind, request_id, noted_value \
-             FROM device_incidents WHERE school_id IN ({places}) AND resolved_at IS NULL"
+             FROM device_incidents WHERE school_id IN ({}) AND resolved_at IS NULL",
+            super::places(chunk.len())
         )));
         for school in chunk {
             query = query.bind(*school);
@@ -466,6 +462,7 @@ pub async fn sweep(db: &Db, settings: &Settings, now: i64) -> Result<usize> {
         let seen: i64 = r.try_get("seen")?;
         let summary = format!("agent {name} silent since {}", rfc3339(seen));
         let mut tx = db.begin_write().await?;
+        super::changing(&mut tx, &[school_id]).await?;
         let incident: Option<i64> = sqlx::query_scalar::<Any, i64>(
             "INSERT INTO device_incidents (kind, school_id, agent_id, summary, started_at, opened_at) \
              VALUES ('agent_silent', $1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING id",

@@ -306,7 +306,6 @@ pub async fn accept(db: &Db, actor: &Actor, id: i64, body: Accept) -> Result<Dis
     .await?;
     let after = get_in(&mut tx, id).await?;
     tx.commit().await?;
-    targets::changed();
     Ok(after)
 }
 

@@ -15,6 +15,9 @@
 //!   incident has exactly one request however many reports arrive at once.
 //! - A raw sample is deleted only after the 5-minute bucket it falls in has been rolled up
 //!   ([`rollup`]), in the same transaction.
+//! - Every transaction that changes a school's devices or open incidents bumps the school's
+//!   `devices_version` ([`changing`]) before it touches them; the report writers remember
+//!   those rows between groups only while it stands still ([`samples`]).
 
 pub mod agents;
 pub mod alerts;
@@ -25,7 +28,13 @@ pub mod rollup;
 pub mod samples;
 pub mod targets;
 
+use std::collections::HashMap;
+
 use sha2::{Digest, Sha256};
+use sqlx::{Any, AnyConnection, Row};
+
+use crate::db::{Backend, runs};
+use crate::error::Result;
 
 /// How the server runs device health: from `[devices]` in `khetnet.toml`.
 #[derive(Debug, Clone)]
@@ -73,6 +82,64 @@ impl Settings {
     pub fn silent_after_ms(&self) -> i64 {
         (self.report_interval_secs as i64) * 1000 * i64::from(self.silent_after_intervals)
     }
+}
+
+/// Marks the devices or open incidents of `schools` as changed by the caller's transaction: bumps
+/// each school's `devices_version`, so that no report writer goes on with what it remembers of
+/// them ([`samples`]). Called before the transaction touches those rows, so that, as in the
+/// writers, the school's row lock comes first. Returns how many of `schools` exist.
+pub async fn changing(conn: &mut AnyConnection, schools: &[i64]) -> Result<u64> {
+    let mut schools = schools.to_vec();
+    schools.sort_unstable();
+    schools.dedup();
+    let mut found = 0;
+    for chunk in runs(&schools, 64) {
+        let mut query = sqlx::query::<Any>(sqlx::AssertSqlSafe(format!(
+            "UPDATE schools SET devices_version = devices_version + 1 WHERE id IN ({})",
+            places(chunk.len())
+        )));
+        for school in chunk {
+            query = query.bind(*school);
+        }
+        found += query.execute(&mut *conn).await?.rows_affected();
+    }
+    Ok(found)
+}
+
+/// The `devices_version` of each of `schools` that exists, locking their rows on PostgreSQL
+/// until the caller's transaction ends (on SQLite the write transaction excludes every other):
+/// while it is held nothing else changes their devices or open incidents.
+pub async fn lock_versions(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    schools: &[i64],
+) -> Result<HashMap<i64, i64>> {
+    let lock = match backend {
+        Backend::Sqlite => "",
+        Backend::Postgres => " FOR NO KEY UPDATE",
+    };
+    let mut versions = HashMap::new();
+    for chunk in runs(schools, 64) {
+        let mut query = sqlx::query::<Any>(sqlx::AssertSqlSafe(format!(
+            "SELECT id, devices_version FROM schools WHERE id IN ({}) ORDER BY id{lock}",
+            places(chunk.len())
+        )));
+        for school in chunk {
+            query = query.bind(*school);
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            versions.insert(row.try_get("id")?, row.try_get("devices_version")?);
+        }
+    }
+    Ok(versions)
+}
+
+/// `$1, $2, ... $n`.
+pub(crate) fn places(n: usize) -> String {
+    (1..=n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A new random secret with a recognisable prefix (`khe_` enrollment, `kha_` agent).

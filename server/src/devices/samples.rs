@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::agents::AgentIdentity;
 use super::raw::{self, Scope};
-use super::{Settings, alerts, discovered, is_uuid, targets};
+use super::{Settings, alerts, discovered, is_uuid};
 use crate::db::{Backend, Db, now_ms, numbered, rfc3339, runs};
 use crate::error::{Error, Result};
 
@@ -151,7 +151,6 @@ pub(super) fn float_text(value: Option<f64>) -> Option<String> {
     value.map(|v| v.to_string())
 }
 
-#[derive(Clone)]
 struct DeviceState {
     status: String,
     status_since: Option<i64>,
@@ -184,22 +183,29 @@ const CATCH_UP_AT_ONCE: usize = 256;
 /// and losses); after a crash, a device's row may show a sample, and an agent's row counts,
 /// up to that long behind until the next report.
 ///
-/// On SQLite (one server process by construction) the devices' rows are also remembered between
-/// groups, so that a group reads none; on PostgreSQL, where several server instances may share
-/// the database, each group reads its schools' rows again.
+/// A school's devices and open incidents are also remembered between groups, so that a group
+/// reads one row per school instead of all of them. Each group locks its schools' rows and reads
+/// their `devices_version` first ([`super::lock_versions`]); the memory of a school is used only
+/// when that version is the one it was read or last written at. Anything else that changes the
+/// school's devices or incidents, in this process or another server instance on the same
+/// database, bumps the version ([`super::changing`]), and so does the writer for what it writes.
 #[derive(Default)]
 struct Devices {
-    /// [`targets::generation`] when `by_school` was started: a device created, changed or
-    /// deleted in this process since empties it.
-    generation: u64,
-    /// Devices by school, for the schools read so far.
-    by_school: HashMap<i64, HashMap<i64, DeviceState>>,
+    /// What is remembered of each school.
+    schools: HashMap<i64, SchoolMemory>,
     /// The newest sample of each (school, device) whose row does not have it yet.
     behind: HashMap<(i64, i64), Newest>,
     /// What each agent's row lacks of its committed reports.
     agents_behind: HashMap<i64, AgentNews>,
     /// When the rows behind were last written.
     caught_up_at: Option<Instant>,
+}
+
+/// A school's devices and open incidents as the database had them at `version`.
+struct SchoolMemory {
+    version: i64,
+    devices: HashMap<i64, DeviceState>,
+    open: HashMap<(i64, String), alerts::OpenIncident>,
 }
 
 impl Devices {
@@ -339,7 +345,7 @@ async fn writer(db: Db, settings: Settings, mut rx: mpsc::Receiver<Job>) {
             {
                 tracing::warn!(error = %error, "writing devices' newest samples failed");
                 conn = None;
-                devices.by_school.clear();
+                devices.schools.clear();
                 idle = CATCH_UP_EVERY;
             }
             continue;
@@ -372,7 +378,7 @@ async fn writer(db: Db, settings: Settings, mut rx: mpsc::Receiver<Job>) {
         .await;
         if stored.is_err() {
             // The rows in memory may hold what the failed transaction did not keep.
-            devices.by_school.clear();
+            devices.schools.clear();
         }
         match stored {
             Ok(outcomes) => {
@@ -401,7 +407,7 @@ async fn writer(db: Db, settings: Settings, mut rx: mpsc::Receiver<Job>) {
                         Ok(mut o) => o.pop().unwrap_or(Ok(Outcome::Duplicate)),
                         Err(e) => {
                             conn = None;
-                            devices.by_school.clear();
+                            devices.schools.clear();
                             Err(e)
                         }
                     };
@@ -459,8 +465,8 @@ struct Group<'d> {
     status_changed: HashSet<(i64, i64)>,
     /// The newest sample of each device this group changed.
     newest: HashMap<(i64, i64), Newest>,
-    /// Open incidents of each school of the group, as the transaction sees them.
-    open: HashMap<i64, HashMap<(i64, String), alerts::OpenIncident>>,
+    /// The schools whose devices' rows or open incidents the group changed.
+    touched: HashSet<i64>,
     /// What this group tells each agent's row.
     agents: HashMap<i64, AgentNews>,
 }
@@ -512,37 +518,37 @@ async fn store_group(
         None => conn.insert(db.pool.acquire().await?),
     };
     let mut tx = db.begin_ingest(conn).await?;
-    let generation = targets::generation();
-    if generation != devices.generation || db.backend == Backend::Postgres {
-        devices.by_school.clear();
-        devices.generation = generation;
-    }
+    // The group's schools, and when catching up those of the devices behind, are locked first.
     let mut schools: Vec<i64> = jobs.iter().map(|j| j.agent.school_id).collect();
+    if catch_up {
+        schools.extend(devices.behind.keys().map(|(school, _)| *school));
+    }
     schools.sort_unstable();
     schools.dedup();
-    // Schools not in memory yet, and those a report names a device of that memory lacks (one
-    // created since: read again before the report is refused).
+    let versions = super::lock_versions(&mut tx, db.backend, &schools).await?;
+    for school in &schools {
+        if devices
+            .schools
+            .get(school)
+            .is_some_and(|memory| versions.get(school) != Some(&memory.version))
+        {
+            devices.schools.remove(school);
+        }
+    }
+    // The group's schools that are not remembered at their current version are read again.
     let mut unread: Vec<i64> = jobs
         .iter()
-        .filter(|j| {
-            let known = devices.by_school.get(&j.agent.school_id);
-            known.is_none_or(|d| {
-                j.report
-                    .samples
-                    .iter()
-                    .any(|s| !d.contains_key(&s.device_id))
-            })
-        })
         .map(|j| j.agent.school_id)
+        .filter(|school| !devices.schools.contains_key(school))
         .collect();
     unread.sort_unstable();
     unread.dedup();
     if !unread.is_empty() {
-        let read = load_devices(&mut tx, db.backend, texts, &unread).await?;
+        let mut read = load_devices(&mut tx, db.backend, texts, &unread).await?;
+        let mut open = alerts::open_incidents_of(&mut tx, &unread).await?;
         for school in unread {
-            let known = devices.by_school.entry(school).or_default();
-            for (id, state) in read.get(&school).into_iter().flatten() {
-                let state = known.entry(*id).or_insert_with(|| state.clone());
+            let mut known = read.remove(&school).unwrap_or_default();
+            for (id, state) in &mut known {
                 // What this writer has not written yet is newer than the row.
                 if let Some(n) = devices.behind.get(&(school, *id))
                     && state.last_sample_at.is_none_or(|at| at <= n.at)
@@ -550,13 +556,23 @@ async fn store_group(
                     state.last_sample_at = Some(n.at);
                 }
             }
+            if let Some(&version) = versions.get(&school) {
+                devices.schools.insert(
+                    school,
+                    SchoolMemory {
+                        version,
+                        devices: known,
+                        open: open.remove(&school).unwrap_or_default(),
+                    },
+                );
+            }
         }
     }
     let mut group = Group {
         devices,
         status_changed: HashSet::new(),
         newest: HashMap::new(),
-        open: alerts::open_incidents_of(&mut tx, &schools).await?,
+        touched: HashSet::new(),
         agents: HashMap::new(),
     };
 
@@ -567,12 +583,12 @@ async fn store_group(
     let mut in_group = HashSet::new();
     for job in jobs {
         let batch_id = job.report.batch_id.to_ascii_lowercase();
-        let devices = group.devices.by_school.get(&job.agent.school_id);
+        let known = group.devices.schools.get(&job.agent.school_id);
         let foreign = job
             .report
             .samples
             .iter()
-            .position(|s| !devices.is_some_and(|d| d.contains_key(&s.device_id)));
+            .position(|s| !known.is_some_and(|k| k.devices.contains_key(&s.device_id)));
         outcomes.push(if let Some(i) = foreign {
             Some(Err(Error::invalid(
                 &format!("samples[{i}].device_id"),
@@ -676,7 +692,7 @@ async fn store_group(
         );
         let mut query = sqlx::query::<Any>(sqlx::AssertSqlSafe(sql));
         for key in chunk {
-            let d = &group.devices.by_school[&key.0][&key.1];
+            let d = &group.devices.schools[&key.0].devices[&key.1];
             // A device whose status changed in this group has its newest sample in it.
             let n = &group.newest[key];
             query = query
@@ -694,13 +710,15 @@ async fn store_group(
         devices,
         status_changed,
         mut newest,
+        touched,
         agents,
-        ..
     } = group;
+    let mut touched: Vec<i64> = touched.into_iter().collect();
     newest.retain(|key, _| !status_changed.contains(key));
     if catch_up {
         let mut all = devices.behind.clone();
         all.extend(newest.drain());
+        touched.extend(all.keys().map(|(school, _)| *school));
         write_newest_samples(
             &mut tx,
             db.backend,
@@ -714,7 +732,15 @@ async fn store_group(
         }
         write_agents(&mut tx, db.backend, texts, told).await?;
     }
+    // The schools' rows are locked since the group began: what the memory holds of them is
+    // what the database has at the next version.
+    super::changing(&mut tx, &touched).await?;
     tx.commit().await?;
+    for school in &touched {
+        if let Some(memory) = devices.schools.get_mut(school) {
+            memory.version += 1;
+        }
+    }
     // Only what is committed is remembered.
     if catch_up {
         devices.behind.clear();
@@ -789,12 +815,10 @@ async fn follow(
     newest.sort_by_key(|(id, _)| *id);
     let school = agent.school_id;
     for (device_id, (sample, at)) in newest {
-        let Some(state) = group
-            .devices
-            .by_school
-            .get_mut(&school)
-            .and_then(|d| d.get_mut(&device_id))
-        else {
+        let Some(memory) = group.devices.schools.get_mut(&school) else {
+            continue;
+        };
+        let Some(state) = memory.devices.get_mut(&device_id) else {
             continue;
         };
         if state.last_sample_at.is_some_and(|last| last > at) {
@@ -817,6 +841,7 @@ async fn follow(
         };
         if state.status != status || state.status_since != Some(since) {
             group.status_changed.insert((school, device_id));
+            group.touched.insert(school);
         }
         if state.status != status {
             state.status = status.to_owned();
@@ -845,12 +870,12 @@ async fn follow(
                 down_after_minutes: state.down_after_minutes,
                 sample,
             },
-            &group.open[&school],
+            &memory.open,
         )
         .await?;
         if changed {
-            let open = alerts::open_incidents(tx, school).await?;
-            group.open.insert(school, open);
+            memory.open = alerts::open_incidents(tx, school).await?;
+            group.touched.insert(school);
         }
     }
 
@@ -861,10 +886,14 @@ async fn follow(
         samples: report.samples.len() as i64,
         lost: report.samples_lost,
     });
-    if group.open[&school].contains_key(&(agent.id, "agent_silent".to_owned())) {
+    if let Some(memory) = group.devices.schools.get_mut(&school)
+        && memory
+            .open
+            .contains_key(&(agent.id, "agent_silent".to_owned()))
+    {
         alerts::agent_heard(tx, agent.id, now).await?;
-        let open = alerts::open_incidents(tx, school).await?;
-        group.open.insert(school, open);
+        memory.open = alerts::open_incidents(tx, school).await?;
+        group.touched.insert(school);
     }
     Ok(())
 }

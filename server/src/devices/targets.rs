@@ -9,8 +9,6 @@
 //! agent can be given them (`for_agent`, over its authenticated TLS connection); they are never
 //! serialized into an API answer or the audit trail.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row};
@@ -356,22 +354,6 @@ fn audited(device: &Device) -> serde_json::Value {
     value
 }
 
-/// How many times devices were created, changed or deleted in this process: the report
-/// writers remember their schools' devices between groups ([`super::samples`]) and read them
-/// again when this has moved.
-static GENERATION: AtomicU64 = AtomicU64::new(0);
-
-/// See [`GENERATION`].
-pub fn generation() -> u64 {
-    GENERATION.load(Ordering::Acquire)
-}
-
-/// To be called after the commit of any change to a device's row other than by the report
-/// writers.
-pub fn changed() {
-    GENERATION.fetch_add(1, Ordering::AcqRel);
-}
-
 /// Creates a device of a school and records it in the audit trail.
 ///
 /// # Errors
@@ -381,7 +363,6 @@ pub async fn create(db: &Db, actor: &Actor, new: NewDevice) -> Result<Device> {
     let mut tx = db.begin_write().await?;
     let device = create_in(&mut tx, actor, new).await?;
     tx.commit().await?;
-    changed();
     Ok(device)
 }
 
@@ -396,12 +377,7 @@ pub(crate) async fn create_in(
 ) -> Result<Device> {
     new.validate()?;
     let now = now_ms();
-    let school: Option<i64> =
-        sqlx::query_scalar::<Any, i64>("SELECT id FROM schools WHERE id = $1")
-            .bind(new.school_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-    if school.is_none() {
+    if super::changing(&mut *tx, &[new.school_id]).await? == 0 {
         return Err(Error::invalid("school_id", "no such school"));
     }
     let id: i64 = sqlx::query_scalar::<Any, i64>(
@@ -479,6 +455,7 @@ pub async fn list(db: &Db, school_id: Option<i64>) -> Result<Vec<Device>> {
 pub async fn update(db: &Db, actor: &Actor, id: i64, patch: DevicePatch) -> Result<Device> {
     let mut tx = db.begin_write().await?;
     let before = get_in(&mut tx, id).await?;
+    super::changing(&mut tx, &[before.school_id]).await?;
     let mut new = NewDevice {
         school_id: before.school_id,
         name: patch.name.unwrap_or_else(|| before.name.clone()),
@@ -560,7 +537,6 @@ pub async fn update(db: &Db, actor: &Actor, id: i64, patch: DevicePatch) -> Resu
     )
     .await?;
     tx.commit().await?;
-    changed();
     Ok(after)
 }
 
@@ -569,6 +545,7 @@ pub async fn update(db: &Db, actor: &Actor, id: i64, patch: DevicePatch) -> Resu
 pub async fn delete(db: &Db, actor: &Actor, id: i64) -> Result<()> {
     let mut tx = db.begin_write().await?;
     let before = get_in(&mut tx, id).await?;
+    super::changing(&mut tx, &[before.school_id]).await?;
     sqlx::query("DELETE FROM device_incidents WHERE device_id = $1")
         .bind(id)
         .execute(&mut *tx)
@@ -590,7 +567,6 @@ pub async fn delete(db: &Db, actor: &Actor, id: i64) -> Result<()> {
     )
     .await?;
     tx.commit().await?;
-    changed();
     Ok(())
 }
 
