@@ -290,12 +290,20 @@ async fn no_delay(conn: &mut sqlx::AnyConnection) -> sqlx::Result<()> {
 
 /// Sets `TCP_NODELAY` on this process's TCP socket from local port `local` to peer port `peer`;
 /// whether there was one.
-#[cfg(target_os = "linux")]
 fn tcp_no_delay(local: u16, peer: u16) -> bool {
+    with_tcp_socket(local, peer, |socket| socket.set_tcp_nodelay(true).is_ok()).unwrap_or(false)
+}
+
+/// Calls `f` with this process's TCP socket from local port `local` to peer port `peer`, when
+/// there is one.
+#[cfg(target_os = "linux")]
+fn with_tcp_socket<T>(
+    local: u16,
+    peer: u16,
+    f: impl FnOnce(socket2::SockRef<'_>) -> T,
+) -> Option<T> {
     use std::os::fd::{BorrowedFd, RawFd};
-    let Ok(fds) = std::fs::read_dir("/proc/self/fd") else {
-        return false;
-    };
+    let fds = std::fs::read_dir("/proc/self/fd").ok()?;
     for entry in fds.flatten() {
         let Some(fd) = entry
             .file_name()
@@ -309,24 +317,28 @@ fn tcp_no_delay(local: u16, peer: u16) -> bool {
         if !is_socket {
             continue;
         }
-        // SAFETY: only asks for the socket's addresses and sets one option; the descriptor is not
-        // closed here. Should another task close it meanwhile, the calls fail (EBADF), and should
-        // its number be reused at once, the ports will not match.
+        // SAFETY: only asks for the socket's addresses and reads or sets an option; the
+        // descriptor is not closed here. Should another task close it meanwhile, the calls fail
+        // (EBADF), and should its number be reused at once, the ports will not match.
         let fd = unsafe { BorrowedFd::borrow_raw(fd) };
         let socket = socket2::SockRef::from(&fd);
         let port = |addr: std::io::Result<socket2::SockAddr>| {
             addr.ok().and_then(|a| a.as_socket()).map(|a| a.port())
         };
         if port(socket.local_addr()) == Some(local) && port(socket.peer_addr()) == Some(peer) {
-            return socket.set_tcp_nodelay(true).is_ok();
+            return Some(f(socket));
         }
     }
-    false
+    None
 }
 
 #[cfg(not(target_os = "linux"))]
-fn tcp_no_delay(_local: u16, _peer: u16) -> bool {
-    false
+fn with_tcp_socket<T>(
+    _local: u16,
+    _peer: u16,
+    _f: impl FnOnce(socket2::SockRef<'_>) -> T,
+) -> Option<T> {
+    None
 }
 
 /// Makes sure an SQLite URL creates its file, and that the file's folder exists.
@@ -496,21 +508,7 @@ mod tests {
             .unwrap();
         let local = u16::try_from(row.try_get::<i32, _>("local").unwrap()).unwrap();
         let peer = u16::try_from(row.try_get::<i32, _>("peer").unwrap()).unwrap();
-        let mut found = None;
-        for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
-            let Ok(fd) = entry.file_name().to_string_lossy().parse::<i32>() else {
-                continue;
-            };
-            // SAFETY: as in tcp_no_delay; the test only reads the socket's options.
-            let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-            let socket = socket2::SockRef::from(&fd);
-            let port = |a: std::io::Result<socket2::SockAddr>| {
-                a.ok().and_then(|a| a.as_socket()).map(|a| a.port())
-            };
-            if port(socket.local_addr()) == Some(local) && port(socket.peer_addr()) == Some(peer) {
-                found = Some(socket.tcp_nodelay().unwrap());
-            }
-        }
+        let found = with_tcp_socket(local, peer, |socket| socket.tcp_nodelay().unwrap());
         assert_eq!(
             found,
             Some(true),

@@ -71,6 +71,19 @@ async fn device(s: &TestServer, admin: &str, school: i64, name: &str, extra: Val
     d["id"].as_i64().unwrap()
 }
 
+/// Changes a device through the API, which must accept the change.
+async fn change_device(s: &TestServer, admin: &str, id: i64, change: Value) {
+    let (status, body) = s
+        .call(
+            Some(admin),
+            Method::PATCH,
+            &format!("/api/v1/devices/{id}"),
+            Some(change),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
 async fn report(s: &TestServer, credential: &str, body: Value) -> (StatusCode, Value) {
     s.post(credential, "/api/v1/agent/reports", body).await
 }
@@ -1175,15 +1188,7 @@ async fn a_device_edit_counts_at_once_and_a_burst_leaves_each_row_with_its_newes
         let (_, got) = s.get(&admin, &format!("/api/v1/devices/{router}")).await;
         assert_eq!(got["status"], "up", "{db:?}: {got}");
         // The writer remembers the device; the new threshold must reach it before the next report.
-        let (status, body) = s
-            .call(
-                Some(&admin),
-                Method::PATCH,
-                &format!("/api/v1/devices/{router}"),
-                Some(json!({ "degraded_loss_percent": 20 })),
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "{body}");
+        change_device(&s, &admin, router, json!({ "degraded_loss_percent": 20 })).await;
         let (status, body) = report(&s, &credential, loss(90, 30.0)).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         let (_, got) = s.get(&admin, &format!("/api/v1/devices/{router}")).await;
@@ -1269,15 +1274,7 @@ async fn two_server_instances_on_one_database_see_each_others_changes() {
         // A remembers the router at 50% from this report on; B lowers it to 20%.
         send(&a, loss(400)).await;
         assert_eq!(router_now().await["status"], "up");
-        let (status, body) = b
-            .call(
-                Some(&admin),
-                Method::PATCH,
-                &format!("/api/v1/devices/{router}"),
-                Some(json!({ "degraded_loss_percent": 20 })),
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "{body}");
+        change_device(&b, &admin, router, json!({ "degraded_loss_percent": 20 })).await;
         send(&a, loss(390)).await;
         assert_eq!(
             router_now().await["status"],
