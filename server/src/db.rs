@@ -266,16 +266,7 @@ impl Db {
 /// the two ports PostgreSQL reports for the connection. A connection through a Unix socket, or
 /// one whose socket cannot be found (a proxy between), is left as it is.
 async fn no_delay(conn: &mut sqlx::AnyConnection) -> sqlx::Result<()> {
-    let row = sqlx::query("SELECT inet_client_port() AS local, inet_server_port() AS peer")
-        .fetch_one(&mut *conn)
-        .await?;
-    let (Some(local), Some(peer)) = (
-        row.try_get::<Option<i32>, _>("local")?,
-        row.try_get::<Option<i32>, _>("peer")?,
-    ) else {
-        return Ok(());
-    };
-    let (Ok(local), Ok(peer)) = (u16::try_from(local), u16::try_from(peer)) else {
+    let Some((local, peer)) = connection_ports(conn).await? else {
         return Ok(());
     };
     if !tcp_no_delay(local, peer) {
@@ -286,6 +277,19 @@ async fn no_delay(conn: &mut sqlx::AnyConnection) -> sqlx::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The local and the server's port of a PostgreSQL connection, as the server sees them; `None`
+/// over a Unix socket.
+async fn connection_ports(conn: &mut sqlx::AnyConnection) -> sqlx::Result<Option<(u16, u16)>> {
+    let row = sqlx::query("SELECT inet_client_port() AS local, inet_server_port() AS peer")
+        .fetch_one(&mut *conn)
+        .await?;
+    let local = row.try_get::<Option<i32>, _>("local")?;
+    let peer = row.try_get::<Option<i32>, _>("peer")?;
+    Ok(local
+        .zip(peer)
+        .and_then(|(l, p)| Some((u16::try_from(l).ok()?, u16::try_from(p).ok()?))))
 }
 
 /// Sets `TCP_NODELAY` on this process's TCP socket from local port `local` to peer port `peer`;
@@ -502,12 +506,10 @@ mod tests {
         };
         let db = Db::connect(&url, 1).await.unwrap();
         let mut conn = db.pool.acquire().await.unwrap();
-        let row = sqlx::query("SELECT inet_client_port() AS local, inet_server_port() AS peer")
-            .fetch_one(&mut *conn)
+        let (local, peer) = connection_ports(&mut conn)
             .await
-            .unwrap();
-        let local = u16::try_from(row.try_get::<i32, _>("local").unwrap()).unwrap();
-        let peer = u16::try_from(row.try_get::<i32, _>("peer").unwrap()).unwrap();
+            .unwrap()
+            .expect("a connection over TCP");
         let found = with_tcp_socket(local, peer, |socket| socket.tcp_nodelay().unwrap());
         assert_eq!(
             found,

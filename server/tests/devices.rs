@@ -1247,6 +1247,7 @@ async fn two_server_instances_on_one_database_see_each_others_changes() {
         }
         // The router's 30% loss stays under the loss alert.
         let a = TestServer::start_with(&db, |c| c.devices.loss_alert_percent = 50).await;
+        // B joins A's database (started as SQLite only so that no fresh database is made).
         let b = TestServer::start_with(&common::Database::Sqlite, |c| {
             c.database.url = Some(a.database_url.clone());
             c.devices.loss_alert_percent = 50;

@@ -19,7 +19,7 @@ use sqlx::{Any, AnyConnection, Row};
 
 use super::Settings;
 use super::samples::{Sample, float_text};
-use crate::db::{Db, now_ms, rfc3339, runs};
+use crate::db::{Db, now_ms, numbered, rfc3339, runs};
 use crate::desk::system;
 use crate::error::Result;
 
@@ -198,11 +198,11 @@ pub async fn open_incidents_of(
     let mut out: HashMap<i64, HashMap<(i64, String), OpenIncident>> =
         schools.iter().map(|s| (*s, HashMap::new())).collect();
     for chunk in runs(schools, 64) {
-        let mut query = sqlx::query::<Any>(sqlx::AssertSqlSafe(format!(
+        let mut query = sqlx::query::<Any>(sqlx::AssertSqlSafe(numbered(&format!(
             "SELECT id, school_id, COALESCE(device_id, agent_id) AS subject, kind, request_id, noted_value \
              FROM device_incidents WHERE school_id IN ({}) AND resolved_at IS NULL",
-            super::places(chunk.len())
-        )));
+            vec!["?"; chunk.len()].join(", ")
+        ))));
         for school in chunk {
             query = query.bind(*school);
         }

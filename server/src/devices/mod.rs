@@ -33,7 +33,7 @@ use std::collections::HashMap;
 use sha2::{Digest, Sha256};
 use sqlx::{Any, AnyConnection, Row};
 
-use crate::db::{Backend, runs};
+use crate::db::{Backend, numbered, runs};
 use crate::error::Result;
 
 /// How the server runs device health: from `[devices]` in `khetnet.toml`.
@@ -94,10 +94,10 @@ pub async fn changing(conn: &mut AnyConnection, schools: &[i64]) -> Result<u64> 
     schools.dedup();
     let mut found = 0;
     for chunk in runs(&schools, 64) {
-        let mut query = sqlx::query::<Any>(sqlx::AssertSqlSafe(format!(
+        let mut query = sqlx::query::<Any>(sqlx::AssertSqlSafe(numbered(&format!(
             "UPDATE schools SET devices_version = devices_version + 1 WHERE id IN ({})",
-            places(chunk.len())
-        )));
+            vec!["?"; chunk.len()].join(", ")
+        ))));
         for school in chunk {
             query = query.bind(*school);
         }
@@ -120,10 +120,10 @@ pub async fn lock_versions(
     };
     let mut versions = HashMap::new();
     for chunk in runs(schools, 64) {
-        let mut query = sqlx::query::<Any>(sqlx::AssertSqlSafe(format!(
+        let mut query = sqlx::query::<Any>(sqlx::AssertSqlSafe(numbered(&format!(
             "SELECT id, devices_version FROM schools WHERE id IN ({}) ORDER BY id{lock}",
-            places(chunk.len())
-        )));
+            vec!["?"; chunk.len()].join(", ")
+        ))));
         for school in chunk {
             query = query.bind(*school);
         }
@@ -132,14 +132,6 @@ pub async fn lock_versions(
         }
     }
     Ok(versions)
-}
-
-/// `$1, $2, ... $n`.
-pub(crate) fn places(n: usize) -> String {
-    (1..=n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// A new random secret with a recognisable prefix (`khe_` enrollment, `kha_` agent).
