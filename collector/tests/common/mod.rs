@@ -125,13 +125,23 @@ pub fn raw_text(record: &Record) -> Option<String> {
     }
 }
 
-/// A loopback TCP port free now.
+/// A loopback TCP port free now, and not handed to another test of this process before: the
+/// port is released before the program under test binds it, and the kernel may give a port just
+/// released to the next `bind(0)`; two tests running at once would then share it (a plain-text
+/// client of one talking to the other's TLS listener).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if GIVEN.lock().unwrap().insert(port) {
+            return port;
+        }
+    }
 }
 
 /// A process killed when the test ends, however it ends.
